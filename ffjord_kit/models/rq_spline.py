@@ -129,18 +129,21 @@ def _locate(v: tf.Tensor, edges: tf.Tensor, knots: SplineKnots) -> _Bin:
     return _Bin(x_k, take(knots.x, 1) - x_k, y_k, take(knots.y, 1) - y_k, d_k, take(knots.d, 1))
 
 
-def _broadcast_knots(v: tf.Tensor, knots: SplineKnots) -> SplineKnots:
+def _clip_and_locate(v: tf.Tensor, knots: SplineKnots,
+                     on_y: bool) -> tuple[tf.Tensor, tf.Tensor, _Bin]:
+    """Broadcast knots to `v`, clip `v` into [-B, B] (so the spline branch stays finite for
+    any input) and find its bin among the x knots (forward) or y knots (inverse)."""
     shape = tf.concat([tf.shape(v), tf.shape(knots.x)[-1:]], axis=0)
-    return SplineKnots(*(tf.broadcast_to(t, shape) for t in knots))
+    knots = SplineKnots(*(tf.broadcast_to(t, shape) for t in knots))
+    edges = knots.y if on_y else knots.x
+    lo, hi = edges[..., 0], edges[..., -1]
+    clipped = tf.clip_by_value(v, lo, hi)
+    return (v > lo) & (v < hi), clipped, _locate(clipped, edges, knots)
 
 
 def rq_spline_forward(x: tf.Tensor, knots: SplineKnots) -> tuple[tf.Tensor, tf.Tensor]:
     """y = s(x) elementwise and log|ds/dx|; x [...], knots [..., K + 1]. Identity outside."""
-    knots = _broadcast_knots(x, knots)
-    lo, hi = knots.x[..., 0], knots.x[..., -1]
-    inside = (x > lo) & (x < hi)
-    xc = tf.clip_by_value(x, lo, hi)
-    b = _locate(xc, knots.x, knots)
+    inside, xc, b = _clip_and_locate(x, knots, on_y=False)
     s = b.h_k / b.w_k
     t = (xc - b.x_k) / b.w_k
     t1 = t * (1.0 - t)
@@ -153,11 +156,7 @@ def rq_spline_forward(x: tf.Tensor, knots: SplineKnots) -> tuple[tf.Tensor, tf.T
 
 def rq_spline_inverse(y: tf.Tensor, knots: SplineKnots) -> tuple[tf.Tensor, tf.Tensor]:
     """x = s^-1(y) elementwise and log|dx/dy| (= -log|ds/dx| at x). Identity outside [-B, B]."""
-    knots = _broadcast_knots(y, knots)
-    lo, hi = knots.y[..., 0], knots.y[..., -1]
-    inside = (y > lo) & (y < hi)
-    yc = tf.clip_by_value(y, lo, hi)
-    b = _locate(yc, knots.y, knots)
+    inside, yc, b = _clip_and_locate(y, knots, on_y=True)
     s = b.h_k / b.w_k
     dy = yc - b.y_k
     slope_sum = b.d_kp1 + b.d_k - 2.0 * s
