@@ -125,7 +125,7 @@ def test_training_lowers_nll_and_learns_condition():
         with tf.GradientTape() as tape:
             loss = -tf.reduce_mean(flow.log_prob(xb, condition=cb, training=True))
         opt.apply_gradients(zip(tape.gradient(loss, flow.trainable_variables),
-                                flow.trainable_variables))
+                                flow.trainable_variables, strict=True))
         return loss
 
     first = -float(tf.reduce_mean(flow.log_prob(x, condition=c)))
