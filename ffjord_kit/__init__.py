@@ -1,12 +1,11 @@
 """ffjord_kit: continuous (FFJORD) and spline normalizing flows for particle physics.
 
-Importing the package selects the Keras 2 API (tf_keras), which TensorFlow Probability needs,
-before TensorFlow is imported anywhere.
+TensorFlow Probability picks tf_keras (the Keras 2 API) by itself when tf.keras is Keras 3;
+the project imports `tf_keras` explicitly and never sets TF_USE_LEGACY_KERAS (that breaks TFP 0.25).
 """
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

@@ -3,5 +3,4 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")

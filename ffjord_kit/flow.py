@@ -1,0 +1,311 @@
+"""`ContinuousFlow`: a stack of `tfb.FFJORD` blocks over a standard Normal base.
+
+    flow = ContinuousFlow(FlowConfig(dim=2))
+    flow.log_prob(x)                       # (N,) nats
+    flow.sample(1000, seed=1)              # (1000, 2)
+    z = flow.inverse(x); x2 = flow.forward(z)
+    flow.log_prob(x, condition=c)          # conditional flows: c of shape (N, C) or (C,)
+
+Two solver/trace settings live in the config: `train_*` (used by `loss`, i.e. by training)
+and `eval_*` (used by every public call: accurate adaptive solve and exact trace by default).
+Conditions reach TFP through its name-keyed `bijector_kwargs`; that plumbing stays in here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from . import networks
+from .dynamics import Dynamics
+from .errors import UserError
+from .fileio import existing_dir, new_tmp_dir, replace_dir
+from .ode import make_solver
+from .trace import augmented_dynamics, check_trace, draw_probe
+
+tfb, tfd = tfp.bijectors, tfp.distributions
+
+
+class ConditionError(UserError, ValueError):
+    """A condition of the wrong shape or dtype, or one missing/unexpected for this model."""
+
+
+@dataclass
+class FlowConfig:
+    """Everything needed to rebuild a `ContinuousFlow` (saved as config.json).
+
+    dim: D, data dimension. condition_dim: C (0: unconditional). num_stacked: FFJORD blocks.
+    backbone / backbone_kwargs: a name in `networks.BACKBONES` and its settings.
+    train_solver / eval_solver: 'rk4' or 'dopri5'; *_solver_kwargs: num_steps, or atol, rtol,
+    max_steps. train_trace / eval_trace: 'exact', 'hutchinson_gaussian', 'hutchinson_rademacher'.
+    final_time: T, the integration interval [0, T] of each block.
+    """
+
+    dim: int
+    condition_dim: int = 0
+    num_stacked: int = 1
+    backbone: str = "mlp"
+    backbone_kwargs: dict[str, Any] = field(
+        default_factory=lambda: {"hidden": [64, 64, 64], "activation": "tanh"})
+    train_solver: str = "rk4"
+    train_solver_kwargs: dict[str, Any] = field(default_factory=lambda: {"num_steps": 6})
+    train_trace: str = "exact"
+    eval_solver: str = "dopri5"
+    eval_solver_kwargs: dict[str, Any] = field(
+        default_factory=lambda: {"atol": 1e-5, "rtol": 1e-5, "max_steps": 2000})
+    eval_trace: str = "exact"
+    final_time: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_trace(self.train_trace)
+        check_trace(self.eval_trace)
+        if self.backbone not in networks.BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of "
+                             f"{sorted(networks.BACKBONES)}")
+        if self.dim < 1 or self.num_stacked < 1 or self.condition_dim < 0:
+            raise ValueError("dim and num_stacked must be >= 1, condition_dim >= 0")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FlowConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown FlowConfig keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+class _FFJORD(tfb.FFJORD):
+    """tfb.FFJORD whose time-reversed field keeps the backbone's analytic Jacobian.
+
+    TFP builds the inverse-time closure itself, hiding `value_and_jacobian`; replacing it with
+    the equivalent `ReversedDynamics` lets the exact trace skip backward passes both ways.
+    """
+
+    def __init__(self, dynamics: Dynamics, solve_fn, trace_fn, final_time: float, name: str):
+        super().__init__(state_time_derivative_fn=dynamics, ode_solve_fn=solve_fn,
+                         trace_augmentation_fn=trace_fn, final_time=final_time, name=name)
+        self._inv_state_time_derivative_fn = dynamics.reversed(final_time)
+
+
+class ContinuousFlow(tf.Module):
+    """A stack of FFJORD blocks z -> x over N(0, I_D); `condition=` on every public call."""
+
+    def __init__(self, config: FlowConfig, name: str | None = "continuous_flow"):
+        super().__init__(name=name)
+        self.config = config
+        d = config.dim
+        backbone_cls = networks.BACKBONES[config.backbone]
+        self.backbones = [
+            backbone_cls(dim=d, condition_dim=config.condition_dim,
+                         seed=config.seed + 1000 * i, **config.backbone_kwargs)
+            for i in range(config.num_stacked)]
+        self._dynamics = [Dynamics(b) for b in self.backbones]
+        self.generator = tf.random.Generator.from_seed(config.seed)
+        self.nfe_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="nfe")
+        self.base = tfd.MultivariateNormalDiag(loc=tf.zeros(d), scale_diag=tf.ones(d))
+        self._solvers = {
+            "train": make_solver(config.train_solver, **config.train_solver_kwargs),
+            "eval": make_solver(config.eval_solver, **config.eval_solver_kwargs)}
+        self._traces = {"train": config.train_trace, "eval": config.eval_trace}
+        self._chains = {mode: self._build_chain(mode) for mode in ("train", "eval")}
+
+    # ----------------------------------------------------------------------------- plumbing
+    def _trace_fn(self, mode: str):
+        kind = self._traces[mode]
+
+        def trace_augmentation_fn(ode_fn, state_shape, dtype):
+            probe = None if kind == "exact" else draw_probe(kind, state_shape, self.generator,
+                                                            dtype)
+            return augmented_dynamics(ode_fn, kind, probe, counter=self.nfe_counter)
+
+        return trace_augmentation_fn
+
+    def _build_chain(self, mode: str) -> tfb.Chain:
+        blocks = [_FFJORD(dyn, self._solvers[mode].solve, self._trace_fn(mode),
+                          self.config.final_time, name=f"ffjord_{mode}_{i}")
+                  for i, dyn in enumerate(self._dynamics)]
+        # Chain applies its last element first: block 0 acts first on z.
+        return tfb.Chain(blocks[::-1], name=f"stack_{mode}")
+
+    def _bijector_kwargs(self, mode: str, condition) -> dict:
+        if condition is None:
+            return {}
+        return {b.name: {"condition": condition} for b in self._chains[mode].bijectors}
+
+    def prepare_condition(self, condition, n) -> tf.Tensor | None:
+        """Check and broadcast a condition to (n, C) float32; None for unconditional models."""
+        c_dim = self.config.condition_dim
+        if c_dim == 0:
+            if condition is not None:
+                raise ConditionError("this flow is unconditional (condition_dim=0) but a "
+                                     "condition was given")
+            return None
+        if condition is None:
+            raise ConditionError(f"this flow is conditional: pass condition= of shape "
+                                 f"(N, {c_dim}) or ({c_dim},)")
+        if isinstance(condition, tf.Tensor):
+            if not condition.dtype.is_floating and not condition.dtype.is_integer:
+                raise ConditionError(f"condition must be numeric, got dtype {condition.dtype}")
+            c = tf.cast(condition, tf.float32)
+        else:
+            arr = np.asarray(condition)
+            if arr.dtype.kind not in "biuf":
+                raise ConditionError(f"condition must be numeric with shape (N, {c_dim}), "
+                                     f"got dtype {arr.dtype}")
+            c = tf.constant(arr, tf.float32)
+        if c.shape.rank == 0 or (c.shape.rank == 1 and c_dim == 1 and c.shape[0] != n
+                                 and c.shape[0] == 1):
+            c = tf.reshape(c, [1, 1]) if c.shape.rank == 0 else c[None]
+        elif c.shape.rank == 1 and c_dim == 1:
+            c = c[:, None]
+        elif c.shape.rank == 1:
+            c = c[None]
+        if c.shape.rank != 2 or c.shape[-1] != c_dim:
+            raise ConditionError(f"condition must have shape (N, {c_dim}) or ({c_dim},), "
+                                 f"got {tuple(c.shape)}")
+        if c.shape[0] == 1 and n != 1:
+            c = tf.repeat(c, n, axis=0)
+        elif c.shape[0] is not None and n is not None and c.shape[0] != n:
+            raise ConditionError(f"condition has {c.shape[0]} rows but the input has {n}; "
+                                 f"expected shape ({n}, {c_dim})")
+        return c
+
+    def _prepare_x(self, x) -> tf.Tensor:
+        x = tf.convert_to_tensor(x, tf.float32)
+        if x.shape.rank != 2 or x.shape[-1] != self.config.dim:
+            raise ConditionError(f"input must have shape (N, {self.config.dim}), "
+                                 f"got {tuple(x.shape)}")
+        return x
+
+    def _set_training(self, training: bool) -> None:
+        for dyn in self._dynamics:
+            dyn.training = training
+
+    # ----------------------------------------------------------------------------- public API
+    def log_prob(self, x, condition=None, mode: str = "eval") -> tf.Tensor:
+        """log p(x | condition) in nats, shape (N,), for x of shape (N, D)."""
+        x = self._prepare_x(x)
+        c = self.prepare_condition(condition, x.shape[0])
+        dist = tfd.TransformedDistribution(self.base, self._chains[mode])
+        return dist.log_prob(x, bijector_kwargs=self._bijector_kwargs(mode, c))
+
+    def forward(self, z, condition=None) -> tf.Tensor:
+        """Base -> data: x = F(z | condition), shape (N, D)."""
+        z = self._prepare_x(z)
+        c = self.prepare_condition(condition, z.shape[0])
+        return self._chains["eval"].forward(z, **self._bijector_kwargs("eval", c))
+
+    def inverse(self, x, condition=None) -> tf.Tensor:
+        """Data -> base: z = F^-1(x | condition), shape (N, D)."""
+        x = self._prepare_x(x)
+        c = self.prepare_condition(condition, x.shape[0])
+        return self._chains["eval"].inverse(x, **self._bijector_kwargs("eval", c))
+
+    def sample(self, n: int, condition=None, seed: int | None = None) -> tf.Tensor:
+        """n draws from p(x | condition), shape (n, D); reproducible for an integer seed."""
+        z = np.random.default_rng(seed).standard_normal((n, self.config.dim)).astype(np.float32)
+        return self.forward(z, condition)
+
+    def trajectory(self, z, times, condition=None) -> np.ndarray:
+        """States along the flow from base (time 0) to data (time 1), shape (len(times), N, D).
+
+        `times` are fractions in [0, 1] of the whole stack; block i covers [i/K, (i+1)/K].
+        """
+        z = self._prepare_x(z)
+        c = self.prepare_condition(condition, z.shape[0])
+        kwargs = {} if c is None else {"condition": c}
+        times = np.asarray(times, dtype=np.float64)
+        if times.ndim != 1 or np.any(np.diff(times) <= 0) or times[0] < 0 or times[-1] > 1:
+            raise ValueError("times must be increasing fractions in [0, 1]")
+        k, big_t = self.config.num_stacked, self.config.final_time
+        solver, out, state = self._solvers["eval"], [], z
+        for i, dyn in enumerate(self._dynamics):
+            lo, hi = i / k, (i + 1) / k
+            inside = [t for t in times if lo <= t < hi or (i == k - 1 and t == hi)]
+            local = sorted({(t - lo) * k * big_t for t in inside} | {big_t})
+            sol = solver.solve(dyn, 0.0, state,
+                               tf.constant(local, tf.float32), constants=kwargs)
+            for t in inside:
+                out.append(sol.states[local.index((t - lo) * k * big_t)].numpy())
+            state = sol.states[-1]
+        return np.stack(out)
+
+    # ----------------------------------------------------------------------------- training
+    def loss(self, x, condition=None, kinetic: float = 0.0, jacobian: float = 0.0,
+             training: bool = True) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """Training objective: mean NLL (nats) + kinetic * E|f|^2 + jacobian * E|J|_F^2.
+
+        Uses the train solver and trace estimator. With both weights zero this is TFP's
+        log_prob; otherwise the RNODE integrals ride along in the same solves.
+        """
+        self._set_training(training)
+        try:
+            if kinetic == 0.0 and jacobian == 0.0:
+                nll = -tf.reduce_mean(self.log_prob(x, condition, mode="train"))
+                return nll, {"nll": nll}
+            logp, ke, jf = self._log_prob_regularized(x, condition)
+            nll = -tf.reduce_mean(logp)
+            ke, jf = tf.reduce_mean(ke), tf.reduce_mean(jf)
+            return nll + kinetic * ke + jacobian * jf, {"nll": nll, "kinetic": ke,
+                                                          "jacobian": jf}
+        finally:
+            self._set_training(False)
+
+    def _log_prob_regularized(self, x, condition=None):
+        """log p(x), integral |f|^2 dt and integral |J|_F^2 dt (summed over blocks), (N,) each."""
+        x = self._prepare_x(x)
+        c = self.prepare_condition(condition, x.shape[0])
+        constants = {} if c is None else {"condition": c}
+        kind, solver, big_t = self._traces["train"], self._solvers["train"], \
+            self.config.final_time
+        n = tf.shape(x)[0]
+        zeros = tf.zeros([n], tf.float32)
+        logdet, ke, jf, state = zeros, zeros, zeros, x
+        for dyn in reversed(self._dynamics):  # data -> base: last block first
+            probe = None if kind == "exact" else draw_probe(kind, tf.shape(state),
+                                                            self.generator)
+            fn = augmented_dynamics(dyn.reversed(big_t), kind, probe, regularize=True,
+                                    counter=self.nfe_counter)
+            sol = solver.solve(fn, 0.0, (state, tf.zeros_like(state), zeros, zeros),
+                               tf.constant([big_t]), constants=constants)
+            state, dlogdet, dke, djf = (s[-1] for s in sol.states)
+            logdet += tf.reduce_sum(dlogdet, axis=1)
+            ke, jf = ke + dke, jf + djf
+        return self.base.log_prob(state) + logdet, ke, jf
+
+    # ----------------------------------------------------------------------------- bookkeeping
+    def reset_nfe(self) -> None:
+        self.nfe_counter.assign(0)
+
+    @property
+    def nfe(self) -> int:
+        """ODE function evaluations since the last `reset_nfe` (forward and backward)."""
+        return int(self.nfe_counter.numpy())
+
+    def save(self, path: str | Path) -> Path:
+        """Write config.json and the weights to folder `path`, atomically."""
+        tmp = new_tmp_dir(path)
+        (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        tf.train.Checkpoint(flow=self).write(str(tmp / "weights"))
+        return replace_dir(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ContinuousFlow:
+        """Rebuild a flow saved with `save` (no need to re-create it by hand)."""
+        folder = existing_dir(path)
+        if folder is None or not (folder / "config.json").is_file():
+            raise UserError(f"no saved flow at {path} (expected {path}/config.json)")
+        flow = cls(FlowConfig.from_dict(json.loads((folder / "config.json").read_text())))
+        tf.train.Checkpoint(flow=flow).read(str(folder / "weights")).assert_consumed()
+        return flow
