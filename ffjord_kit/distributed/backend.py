@@ -19,13 +19,14 @@ The training loop never imports Horovod or tf.distribute; it asks a `Backend` fo
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from collections.abc import Callable
 
 import numpy as np
 
 
-class Backend:
+class Backend(abc.ABC):
     name = "base"
     rank, size, local_rank = 0, 1, 0
 
@@ -37,10 +38,12 @@ class Backend:
         return contextlib.nullcontext()
 
     def prepare(self, variables, optimizer=None) -> None:
-        """Called once after the variables (and optimizer slots) exist."""
+        """Called once after the variables (and optimizer slots) exist; nothing to sync here."""
+        return None
 
+    @abc.abstractmethod
     def train_step(self, loss_and_grad: Callable, apply: Callable) -> Callable:
-        raise NotImplementedError(f"{type(self).__name__} must implement train_step")
+        """A step fn(x, condition) -> (loss, aux), gradients averaged over ranks."""
 
     def mean(self, value):
         return value
@@ -50,10 +53,12 @@ class Backend:
         return np.arange(self.rank, n, self.size)
 
     def barrier(self) -> None:
-        """Wait for all ranks."""
+        """Wait for all ranks (a single process has nobody to wait for)."""
+        return None
 
     def shutdown(self) -> None:
-        """Release the engine's resources."""
+        """Release the engine's resources (none by default)."""
+        return None
 
 
 class SingleProcess(Backend):
