@@ -1,0 +1,134 @@
+"""The KLM run configuration (JSON): data source, model, training, sampling, validation.
+
+Every section is a dataclass; unknown or mistyped keys raise ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..models.autoregressive_spline import AutoregressiveSplineConfig
+
+
+def _from_dict(cls, d: dict, section: str):
+    if not isinstance(d, dict):
+        raise ConfigError(f"config section {section!r} must be an object, got {type(d).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in config section {section!r}; "
+                          f"known: {sorted(known)}")
+    return cls(**d)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where rows come from: a user file (`path`) or the synthetic generator."""
+
+    path: str | None = None  # HDF5/.npz/.npy; None -> synthetic
+    hdf5_key: str | None = None
+    rename: dict = field(default_factory=dict)  # canonical name -> name in the file
+    drop_nonfinite: bool = False
+    synthetic_rows: int = 1_000_000
+    synthetic_seed: int = 1
+    split_seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.synthetic_rows < 10:
+            raise ConfigError(f"data.synthetic_rows must be >= 10, got {self.synthetic_rows}")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Adam with L2 weight decay added to the gradient (torch.optim.Adam's weight_decay)."""
+
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 100
+    epochs: int = 10
+    seed: int = 0  # batch order
+    checkpoint_every_steps: int = 2000
+    max_nan_steps: int = 100  # more skipped NaN steps than this in a row -> TrainingDiverged
+    val_batch_size: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.epochs < 0 or self.checkpoint_every_steps < 1:
+            raise ConfigError("training.batch_size and checkpoint_every_steps must be >= 1, "
+                              "epochs >= 0")
+        if not self.learning_rate > 0 or self.weight_decay < 0:
+            raise ConfigError("training.learning_rate must be > 0 and weight_decay >= 0")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Physical-support resampling: times below `min_time_ns` are redrawn, at most
+    `max_rounds` times per row."""
+
+    min_time_ns: float | None = 0.0  # None: no constraint
+    max_rounds: int = 100
+    batch_size: int = 65536
+
+    def __post_init__(self) -> None:
+        if self.max_rounds < 1 or self.batch_size < 1:
+            raise ConfigError("sampling.max_rounds and sampling.batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Context grid (quantile bins of hit z x muon momentum) and acceptance rule."""
+
+    z_bins: int = 4
+    momentum_bins: int = 3
+    min_events: int = 200  # bins with fewer test rows are reported but not judged
+    upsample: int = 5  # model draws per test context
+    floor_repeats: int = 5
+    ks_tolerance: float = 2.0  # pass: KS <= tolerance x statistical floor
+    seed: int = 7
+    density_contexts: int = 500  # contexts averaged for the renormalised density curve
+    density_mc: int = 64  # draws per context to estimate its acceptance
+
+    def __post_init__(self) -> None:
+        if self.z_bins < 1 or self.momentum_bins < 1 or self.upsample < 1:
+            raise ConfigError("validation.z_bins, momentum_bins and upsample must be >= 1")
+
+
+@dataclass(frozen=True)
+class KLMConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: AutoregressiveSplineConfig = field(default_factory=AutoregressiveSplineConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> KLMConfig:
+        sections = {"data": DataConfig, "model": AutoregressiveSplineConfig,
+                    "training": TrainingConfig, "sampling": SamplingConfig,
+                    "validation": ValidationConfig}
+        unknown = sorted(set(d) - set(sections) - {"comment"})
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {unknown}; known: {sorted(sections)}")
+        try:
+            parts = {k: _from_dict(c, d.get(k, {}), k) for k, c in sections.items()}
+        except TypeError as exc:
+            raise ConfigError(f"bad config value: {exc}") from None
+        return cls(**parts)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_config(path: str | os.PathLike) -> KLMConfig:
+    """Read a KLM JSON config; a missing file or bad JSON raises ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    return KLMConfig.from_dict(raw)
