@@ -32,6 +32,8 @@ def main() -> int:
     parser.add_argument("--no_auc", action="store_true", help="skip the classifier AUC")
     parser.add_argument("--no_per_observable", action="store_true",
                         help="only the overview and mean-image figures")
+    parser.add_argument("--auc_threads", type=int, default=1,
+                        help="threads for the classifier (0: all cores)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     reference = read_calogan(args.reference, unit_scale=args.unit_scale,
@@ -41,7 +43,8 @@ def main() -> int:
     report = write_calorimeter_report(reference, generated, args.out, seed=args.seed,
                                       threshold_gev=args.threshold_gev,
                                       with_auc=not args.no_auc,
-                                      per_observable_plots=not args.no_per_observable)
+                                      per_observable_plots=not args.no_per_observable,
+                                      auc_n_threads=args.auc_threads or None)
     worst = sorted(((v.get("w1_over_floor") or 0.0, k) for k, v in
                     report["observables"].items()), reverse=True)[:5]
     summary = {"out": args.out, "n_reference": report["n_reference"],

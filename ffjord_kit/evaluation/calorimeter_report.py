@@ -44,7 +44,7 @@ OVERVIEW_OBSERVABLES: tuple[str, ...] = (
 def compare_showers(reference: ShowerSet, generated: ShowerSet, seed: int = 0,
                     threshold_gev: float = DEFAULT_VOXEL_THRESHOLD_GEV, with_auc: bool = True,
                     auc_max_events: int | None = None,
-                    auc_n_threads: int | None = None) -> dict[str, Any]:
+                    auc_n_threads: int | None = 1) -> dict[str, Any]:
     """All validation numbers of `generated` against `reference` (both in GeV), as a dict."""
     rng = np.random.default_rng(seed)
     obs_r = shower_observables(reference, threshold_gev)
@@ -121,12 +121,25 @@ def _mean_image_figure(reference: ShowerSet, generated: ShowerSet):
     return fig
 
 
+def write_observable_plots(obs_r: dict[str, np.ndarray], obs_g: dict[str, np.ndarray],
+                           report: dict[str, Any], out_dir: str | os.PathLike,
+                           names: list[str] | None = None) -> Path:
+    """One ratio-panel histogram per observable (all, or `names`) as `out_dir/<name>.png`."""
+    obs_dir = ensure_writable_dir(out_dir)
+    for name in names if names is not None else list(observable_specs()):
+        fig, [(ax_main, ax_ratio)] = ratio_figure(1, ncols=1)
+        _draw(ax_main, ax_ratio, obs_r[name], obs_g[name], name, report["observables"][name], 50)
+        fig.subplots_adjust(left=0.2, right=0.95, top=0.88, bottom=0.14)
+        save_figure(fig, obs_dir / f"{name}.png", dpi=80)
+    return obs_dir
+
+
 def write_calorimeter_report(reference: ShowerSet, generated: ShowerSet,
                              out_dir: str | os.PathLike, seed: int = 0,
                              threshold_gev: float = DEFAULT_VOXEL_THRESHOLD_GEV,
                              with_auc: bool = True, auc_max_events: int | None = None,
                              per_observable_plots: bool = True,
-                             auc_n_threads: int | None = None) -> dict[str, Any]:
+                             auc_n_threads: int | None = 1) -> dict[str, Any]:
     """Compute `compare_showers` and write report.json and the figures into `out_dir`."""
     import matplotlib
 
@@ -142,13 +155,7 @@ def write_calorimeter_report(reference: ShowerSet, generated: ShowerSet,
              "mean_images": save_figure(_mean_image_figure(reference, generated),
                                         out / "mean_images.png", dpi=80)}
     if per_observable_plots:
-        obs_dir = ensure_writable_dir(out / "observables")
-        for name in observable_specs():
-            fig, [(ax_main, ax_ratio)] = ratio_figure(1, ncols=1)
-            _draw(ax_main, ax_ratio, obs_r[name], obs_g[name], name, report["observables"][name],
-                  50)
-            save_figure(fig, obs_dir / f"{name}.png", dpi=80, bbox_inches="tight")
-        files["observables"] = obs_dir
+        files["observables"] = write_observable_plots(obs_r, obs_g, report, out / "observables")
     report["files"] = {k: str(Path(v)) for k, v in files.items()}
     write_json(out / "report.json", report)
     return report

@@ -45,13 +45,14 @@ def _auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
 
 def classifier_auc(reference: ShowerSet, generated: ShowerSet, seed: int = 0,
                    test_fraction: float = 0.4, max_events: int | None = None,
-                   max_iter: int = 200, n_threads: int | None = None) -> dict[str, float]:
+                   max_iter: int = 200, n_threads: int | None = 1) -> dict[str, float]:
     """Train a classifier generated-vs-reference and return its held-out ROC AUC.
 
     Uses n = min(len(reference), len(generated), max_events) showers of each, split per class
     into a training part and a held-out `test_fraction`. Returns auc, its Hanley-McNeil standard
     error, the sizes, and the training AUC (much above the held-out one means overfitting).
-    n_threads: OpenMP threads for the trees (None: all); 1 is often faster on a busy machine.
+    n_threads: OpenMP threads for the trees (None: all cores). Default 1: on a shared, busy
+        machine OpenMP's busy-waiting made all-core fits 5-7x slower than one thread.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
