@@ -54,8 +54,13 @@ class TrainingConfig:
     checkpoint_every_steps: int = 2000
     max_nan_steps: int = 100  # more skipped NaN steps than this in a row -> TrainingDiverged
     val_batch_size: int = 8192
+    lr_schedule: str = "constant"  # or "cosine": decays to lr_final_fraction x lr at the end
+    lr_final_fraction: float = 0.02
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"training.lr_schedule must be 'constant' or 'cosine', got "
+                              f"{self.lr_schedule!r}")
         if self.batch_size < 1 or self.epochs < 0 or self.checkpoint_every_steps < 1:
             raise ConfigError("training.batch_size and checkpoint_every_steps must be >= 1, "
                               "epochs >= 0")

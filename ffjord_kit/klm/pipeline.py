@@ -55,8 +55,10 @@ def load_data(config: KLMConfig) -> tuple[KLMTable, TruthRedraw | None, dict]:
 def fingerprint(config: KLMConfig, n_train: int) -> dict:
     """What a checkpoint must match to be resumed (epochs may grow between runs)."""
     training = dataclasses.asdict(config.training)
-    for key in ("epochs", "checkpoint_every_steps", "val_batch_size", "max_nan_steps"):
+    for key in ("checkpoint_every_steps", "val_batch_size", "max_nan_steps"):
         training.pop(key)
+    if config.training.lr_schedule == "constant":
+        training.pop("epochs")  # more epochs continue the same run; a cosine run would not
     return {"model": config.model.to_dict(), "training": training,
             "data": dataclasses.asdict(config.data), "n_train": n_train}
 
@@ -75,7 +77,8 @@ def run_training(config: KLMConfig, out: str | Path, resume: bool = True,
         f"val {len(splits['val'])}, test {len(splits['test'])}")
     prep = KLMPreprocessing.fit(splits["train"])
     model = KLMTimingModel.create(config.model, prep)
-    trainer = KLMTrainer(model, config.training)
+    trainer = KLMTrainer(model, config.training,
+                         len(splits["train"]) // config.training.batch_size)
     t0 = time.perf_counter()
     state = trainer.fit(splits["train"], splits["val"], out,
                         fingerprint(config, len(splits["train"])), resume, log,

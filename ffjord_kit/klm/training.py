@@ -41,11 +41,17 @@ class TrainState:
 class KLMTrainer:
     """Owns the optimizer and the compiled step for one model and one training config."""
 
-    def __init__(self, model: KLMTimingModel, config: TrainingConfig):
+    def __init__(self, model: KLMTimingModel, config: TrainingConfig, steps_per_epoch: int = 1):
+        """`steps_per_epoch` sets the length of the cosine schedule (epochs x steps)."""
         self.model = model
         self.config = config
         self.variables = list(model.flow.trainable_variables)
-        self.optimizer = tf_keras.optimizers.Adam(learning_rate=config.learning_rate)
+        lr = config.learning_rate
+        if config.lr_schedule == "cosine":
+            lr = tf_keras.optimizers.schedules.CosineDecay(
+                config.learning_rate, max(config.epochs * steps_per_epoch, 1),
+                alpha=config.lr_final_fraction)
+        self.optimizer = tf_keras.optimizers.Adam(learning_rate=lr)
         self.optimizer.build(self.variables)
         wd = float(config.weight_decay)
         flow, variables, opt = model.flow, self.variables, self.optimizer
@@ -69,7 +75,7 @@ class KLMTrainer:
             applied = tf.cond(ok, apply, lambda: tf.constant(False))
             return loss, applied
 
-        self._step = step
+        self.train_step = step  # (u (B, 1), c (B, 4)) -> (loss, applied)
 
     # -- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self, path: Path, state: TrainState, fingerprint: dict) -> None:
@@ -133,7 +139,7 @@ class KLMTrainer:
             t0 = time.perf_counter()
             while state.batch < n_batches:
                 idx = perm[state.batch * cfg.batch_size:(state.batch + 1) * cfg.batch_size]
-                loss, applied = self._step(u_all[idx], c_all[idx])
+                loss, applied = self.train_step(u_all[idx], c_all[idx])
                 state.batch += 1
                 state.step += 1
                 steps_this_call += 1
