@@ -90,10 +90,10 @@ class ValidationConfig:
     momentum_bins: int = 3
     min_events: int = 200  # bins with fewer test rows are reported but not judged
     upsample: int = 5  # model draws per test context
-    floor_repeats: int = 5
+    floor_repeats: int = 20
     ks_tolerance: float = 2.0  # pass: KS <= tolerance x statistical floor
     seed: int = 7
-    density_contexts: int = 500  # contexts averaged for the renormalised density curve
+    density_contexts: int = 4000  # contexts averaged for the renormalised density curve
     density_mc: int = 64  # draws per context to estimate its acceptance
 
     def __post_init__(self) -> None:

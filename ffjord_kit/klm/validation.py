@@ -5,7 +5,7 @@ Times are never compared row by row: each context has a whole distribution of ph
 Per bin: KS and Wasserstein-1 between the true times and model times drawn for the same
 contexts (`upsample` draws per context), against the statistical floor: the mean distance
 between two independent truth samples of the bin's size. With a truth generator (synthetic
-data) the second truth sample is redrawn for the same contexts; otherwise the floor comes
+data) both are fresh draws for the bin's test contexts; otherwise the floor comes
 from disjoint halves of the bin's truth and is scaled to the full size by 1/sqrt(2) (both
 distances shrink as 1/sqrt(n) for continuous distributions).
 """
@@ -57,9 +57,11 @@ def _floor(truth: np.ndarray, context: np.ndarray, rng: np.random.Generator, rep
     if redraw is not None:
         w1s, kss = [], []
         for _ in range(repeats):
-            other = redraw(context, rng)
-            w1s.append(wasserstein1(truth, other))
-            kss.append(ks_distance(truth, other)[0])
+            # Two fresh truth samples: the floor must not inherit the test sample's own
+            # fluctuation, which every model comparison shares.
+            a, b = redraw(context, rng), redraw(context, rng)
+            w1s.append(wasserstein1(a, b))
+            kss.append(ks_distance(a, b)[0])
         return {"w1": float(np.mean(w1s)), "ks": float(np.mean(kss)), "method": "redraw"}
     half = statistical_floor(truth, len(truth) // 2, rng, repeats)
     return {"w1": half["w1"] / np.sqrt(2.0), "ks": half["ks"] / np.sqrt(2.0),
@@ -170,6 +172,8 @@ def plot_validation(res: ValidationResult, out_dir: str | Path) -> list[Path]:
     n_z = len(res.z_edges) - 1
     n_p = len(res.p_edges) - 1
     fig, pairs = ratio_figure(n_z * n_p, ncols=n_p)
+    fig.set_size_inches(3.6 * n_p, 3.6 * n_z)
+    pairs[0][0].get_subplotspec().get_gridspec().update(hspace=0.75, wspace=0.3)
     for row, (ax, axr) in zip(rep["bins"], pairs, strict=True):
         b = row["bin"]
         t, g = res.truth[res.truth_bin == b], res.generated[res.generated_bin == b]
