@@ -1,0 +1,30 @@
+"""The data sets `train_parallel.py` trains on: --model_name -> config, data loader, plots.
+
+Each experiment module defines `EXPERIMENT`, an `Experiment` (see base.py). Modules are
+imported on demand so `--model_name moon` never touches the calorimeter or MNIST code.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import UserError
+from .base import Experiment, Prepared
+
+MODULES: dict[str, str] = {
+    "moon": "ffjord_kit.experiments.moon",
+    "mnist": "ffjord_kit.experiments.images",
+    "digits": "ffjord_kit.experiments.images",
+    "calorimeter": "ffjord_kit.experiments.calorimeter",
+}
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment called `name`; a one-line UserError listing the choices otherwise."""
+    if name not in MODULES:
+        raise UserError(f"unknown model_name {name!r}; choose one of {', '.join(MODULES)}")
+    module = importlib.import_module(MODULES[name])
+    return module.EXPERIMENTS[name]
+
+
+__all__ = ["MODULES", "Experiment", "Prepared", "get_experiment"]

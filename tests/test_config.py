@@ -1,0 +1,119 @@
+"""Config loading and validation: good files, bad files (one-line errors naming key and
+file), and files in the tutorial's relaxed style."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ffjord_kit.config import SCHEMA, load_config, validate_config
+from ffjord_kit.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+TUTORIAL_KEYS = ["SHAPE", "BATCH", "LR", "MAXEPOCH", "EARLYSTOP", "NSTACKED", "NLAYERS",
+                 "LAYER_SIZE", "KERNEL", "STRIDE", "ACT", "MODEL", "REG"]
+
+
+def minimal() -> dict:
+    return {"SHAPE": [2], "BATCH": 64, "LR": 1e-2, "MAXEPOCH": 3, "EARLYSTOP": 2,
+            "NSTACKED": 1, "NLAYERS": 2, "LAYER_SIZE": [8, 4], "ACT": "tanh", "MODEL": "m",
+            "REG": 0.0}
+
+
+@pytest.mark.parametrize("name", ["moon", "mnist", "digits", "calorimeter"])
+def test_shipped_configs_are_valid_json_with_the_tutorial_keys(name):
+    path = ROOT / "configs" / f"config_{name}.json"
+    raw = json.loads(path.read_text())  # strict JSON
+    assert set(TUTORIAL_KEYS) <= set(raw)
+    cfg = load_config(path)
+    assert cfg["MODEL"] and cfg.path == str(path)
+
+
+def test_defaults_filled_and_types_coerced():
+    cfg = validate_config({**minimal(), "LR": "1e-3", "BATCH": 64.0})
+    assert cfg["LR"] == pytest.approx(1e-3) and isinstance(cfg["LR"], float)
+    assert cfg["BATCH"] == 64 and isinstance(cfg["BATCH"], int)
+    assert cfg["BACKBONE"] == SCHEMA["BACKBONE"].default
+    assert cfg["KERNEL"] == 3
+
+
+def test_tutorial_style_file_loads(tmp_path):
+    text = """{
+      'SHAPE': [2],
+      'BATCH': 375,
+      'LR': '1e-2',
+      'MAXEPOCH': 500,
+      'EARLYSTOP': 10,
+      'NSTACKED': 2,
+      'NLAYERS': 4,
+      'LAYER_SIZE': [32, 16, 8, 4,],
+      'KERNEL': 3,
+      'STRIDE': 2,
+      'ACT': 'tanh',
+      'MODEL': 'moon',
+      'REG': 0.01,
+      'BATCHNORM': True,
+    }"""
+    path = tmp_path / "config_moon.json"
+    path.write_text(text)
+    cfg = load_config(path)
+    assert cfg["LR"] == pytest.approx(1e-2) and cfg["LAYER_SIZE"] == [32, 16, 8, 4]
+    assert cfg["BATCHNORM"] is True
+
+
+@pytest.mark.parametrize("change, key, fragment", [
+    ({"LR": "fast"}, "LR", "must be a number"),
+    ({"BATCH": 12.5}, "BATCH", "must be an integer"),
+    ({"BATCH": True}, "BATCH", "must be an integer"),
+    ({"LAYER_SIZE": 8}, "LAYER_SIZE", "list of integers"),
+    ({"ACT": "relu6"}, "ACT", "must be one of"),
+    ({"NLAYERS": 3}, "NLAYERS", "LAYER_SIZE has only 2"),
+    ({"BACKBONE": "transformer"}, "BACKBONE", "must be one of"),
+    ({"BACKBONE": "conv_unet"}, "IMAGE_SHAPE", "is required"),
+    ({"IMAGE_SHAPE": [3, 3, 1]}, "IMAGE_SHAPE", "holds 9 values"),
+    ({"TRACE": "exactly"}, "TRACE", "must be one of"),
+    ({"BATCHNORM": "yes"}, "BATCHNORM", "true or false"),
+    ({"MODEL": "../x"}, "MODEL", "plain folder name"),
+    ({"LR": -1}, "LR", "must be > 0"),
+])
+def test_bad_values_name_key_and_file(tmp_path, change, key, fragment):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({**minimal(), **change}))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and f"'{key}'" in msg and fragment in msg
+
+
+def test_missing_and_unknown_keys(tmp_path):
+    path = tmp_path / "c.json"
+    raw = minimal()
+    del raw["REG"]
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match=r"missing key 'REG'"):
+        load_config(path)
+    path.write_text(json.dumps({**minimal(), "LEARNING_RATE": 1}))
+    with pytest.raises(ConfigError, match=r"unknown key 'LEARNING_RATE'"):
+        load_config(path)
+
+
+def test_unparsable_and_absent_files(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text('{"SHAPE": [2], "BATCH": }')
+    with pytest.raises(ConfigError, match=r"broken.json: not valid JSON \(line 1"):
+        load_config(path)
+    path.write_text("{'SHAPE': __import__('os')}")
+    with pytest.raises(ConfigError, match="unsupported value"):
+        load_config(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="top level"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.json")
+
+
+def test_replace_revalidates():
+    cfg = validate_config(minimal())
+    assert cfg.replace(MAXEPOCH=7)["MAXEPOCH"] == 7 and cfg["MAXEPOCH"] == 3
+    with pytest.raises(ConfigError, match="'MAXEPOCH'"):
+        cfg.replace(MAXEPOCH=0)
