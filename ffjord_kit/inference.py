@@ -73,12 +73,13 @@ def rk4_likelihood(flow: ContinuousFlow, num_steps: int = 8) -> ContinuousFlow:
 class _RowEvaluator:
     """ln p(x_r | c_r) and its gradient w.r.t. c_r for rows r, in fixed-size padded chunks.
 
-    One compiled kernel per (model, chunk size): every caller pads to the same shape, so XLA
-    compiles once per model instead of once per problem size.
+    One compiled kernel per (model, chunk size): under XLA every caller pads to the same shape,
+    so it compiles once per model instead of once per problem size. Without XLA the graph is
+    traced once, shape-generic, and nothing is padded.
     """
 
     def __init__(self, model, chunk_rows: int, jit_compile: bool):
-        self.model, self.chunk = model, int(chunk_rows)
+        self.model, self.chunk, self.pad = model, int(chunk_rows), jit_compile
 
         def value_and_grad(x, c):
             with tf.GradientTape() as tape:
@@ -86,7 +87,10 @@ class _RowEvaluator:
                 lp = model.log_prob(x, condition=c)
             return lp, tape.gradient(lp, c)
 
-        self._fn = tf.function(value_and_grad, jit_compile=jit_compile, reduce_retracing=True)
+        # shape-generic signature: one trace; XLA still compiles per concrete (padded) shape
+        spec = [tf.TensorSpec([None, _data_dim(model)], tf.float32),
+                tf.TensorSpec([None, condition_dim(model)], tf.float32)]
+        self._fn = tf.function(value_and_grad, jit_compile=jit_compile, input_signature=spec)
 
     def __call__(self, x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """x (R, D), c (R, C) -> ln p (R,) float64, d ln p / dc (R, C) float64."""
@@ -95,7 +99,7 @@ class _RowEvaluator:
         for s in range(0, n, k):
             xs, cs = x[s:s + k], c[s:s + k]
             m = len(xs)
-            if m < k:  # pad with copies of the first row: one compiled shape
+            if m < k and self.pad:  # pad with copies of the first row: one compiled shape
                 xs = np.concatenate([xs, np.repeat(xs[:1], k - m, 0)])
                 cs = np.concatenate([cs, np.repeat(cs[:1], k - m, 0)])
             v, g = self._fn(tf.constant(xs, tf.float32), tf.constant(cs, tf.float32))
@@ -241,14 +245,15 @@ class _Objective:
 
 
 def _hessian(objective: _Objective, c: np.ndarray, lo, hi, step: float) -> tuple:
-    """Objective, gradient and Hessian at c (G, C) by central differences of exact gradients.
+    """Objective, gradient and Hessian at c (G, C) by central differences of exact gradients;
+    lo, hi (G, C).
 
     Differences are taken inward where a bound is closer than `step`.
     """
     g, c_dim = c.shape
     eye = np.eye(c_dim) * step
-    plus = np.minimum(c[:, None] + eye[None], hi)   # (G, C, C): row k shifted along k
-    minus = np.maximum(c[:, None] - eye[None], lo)
+    plus = np.minimum(c[:, None] + eye[None], hi[:, None])  # (G, C, C): row k moved along k
+    minus = np.maximum(c[:, None] - eye[None], lo[:, None])
     pts = np.concatenate([c[:, None], plus, minus], axis=1)  # (G, 1 + 2C, C)
     obj, grad, loglik = objective(pts)
     width = (plus - minus)[:, np.arange(c_dim), np.arange(c_dim)]  # (G, C)
@@ -265,8 +270,9 @@ class ConditionFit:
 
     condition (G, C): the maximiser. log_likelihood (G,): sum of ln p(x | c) over the group's
     events at the maximiser (nats); objective (G,): the same plus the log prior. hessian
-    (G, C, C): d^2 objective / dc^2 there; covariance = (-hessian)^-1 and sigma its diagonal's
-    square root (NaN where the Hessian is not negative definite). at_bound (G, C): the
+    (G, C, C): d^2 objective / dc^2 there; covariance = (-hessian)^-1 over the free coordinates
+    and sigma its diagonal's square root (NaN where that Hessian is not negative definite; 0 for
+    coordinates pinned by lower == upper). at_bound (G, C): the
     maximiser sits on a bound. starts / start_objective (G, S, C) / (G, S): each start's end
     point after the Adam phase. n_events: events per group.
     """
@@ -308,15 +314,22 @@ def fit_condition(model, x, init, bounds=None, prior: LogPrior | None = None,
     """
     c_dim = condition_dim(model)
     groups = _check_x(model, x, joint)
-    lo, hi = _check_bounds(bounds, c_dim)
-    starts = np.clip(_check_starts(init, c_dim, len(groups)), lo, hi)
+    lo, hi = (np.broadcast_to(b, (len(groups), c_dim)) for b in _check_bounds(bounds, c_dim))
+    starts = _check_starts(init, c_dim, len(groups))
+    objective = _Objective(model, groups, prior, chunk_rows, jit_compile)
+    return _fit_groups(objective, starts, lo, hi, steps, lr, newton_steps, fd_step)
+
+
+def _fit_groups(objective: _Objective, starts: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                steps: int, lr, newton_steps: int, fd_step: float) -> ConditionFit:
+    """`fit_condition` on checked inputs: starts (G, S, C), per-group bounds lo, hi (G, C)."""
     if steps < 0 or newton_steps < 0 or not fd_step > 0:
         raise ValueError("steps and newton_steps must be >= 0, fd_step > 0")
-    objective = _Objective(model, groups, prior, chunk_rows, jit_compile)
-
+    lo3, hi3 = lo[:, None], hi[:, None]
+    starts = np.clip(starts, lo3, hi3)
     width = np.where(np.isfinite(hi - lo), hi - lo, np.nan)
     base_lr = lr if lr is not None else np.where(np.isnan(width), 0.1, 0.05 * width)
-    base_lr = np.broadcast_to(np.asarray(base_lr, np.float64), (c_dim,))
+    base_lr = np.broadcast_to(np.asarray(base_lr, np.float64), lo.shape)[:, None]
     c, m, v = starts.copy(), np.zeros_like(starts), np.zeros_like(starts)
     b1, b2 = 0.9, 0.999
     for t in range(1, steps + 1):
@@ -325,32 +338,41 @@ def fit_condition(model, x, init, bounds=None, prior: LogPrior | None = None,
         v = b2 * v + (1 - b2) * grad * grad
         rate = base_lr * (1e-3 + (1 - 1e-3) * 0.5 * (1 + np.cos(np.pi * (t - 1) / steps)))
         step = rate * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + 1e-12)
-        c = np.clip(c + step, lo, hi)
+        c = np.clip(c + step, lo3, hi3)
     start_obj = objective.value(c)
     best = c[np.arange(len(c)), np.argmax(start_obj, axis=1)]  # (G, C)
 
+    # Newton polishes the coordinates free in every group (not pinned by lower == upper)
+    free = np.flatnonzero(np.all(hi > lo, axis=0))
     obj, grad, loglik, hess = _hessian(objective, best, lo, hi, fd_step)
-    for _ in range(newton_steps):
-        best, obj, moved = _newton_step(objective, best, obj, grad, hess, lo, hi)
+    for _ in range(newton_steps if len(free) else 0):
+        best, obj, moved = _newton_step(objective, best, obj, grad, hess, lo, hi, free)
         if not moved:
             break
         obj, grad, loglik, hess = _hessian(objective, best, lo, hi, fd_step)
-    cov = np.full_like(hess, np.nan)
-    neg_def = np.all(np.linalg.eigvalsh(-hess) > 0, axis=1)
-    cov[neg_def] = np.linalg.inv(-hess[neg_def])
+    # covariance of the free coordinates; pinned ones have zero variance
+    cov = np.zeros_like(hess)
+    sub = -hess[:, free[:, None], free[None, :]]
+    neg_def = np.all(np.linalg.eigvalsh(sub) > 0, axis=1) if len(free) else \
+        np.ones(len(hess), bool)
+    sub_cov = np.full_like(sub, np.nan)
+    sub_cov[neg_def] = np.linalg.inv(sub[neg_def])
+    cov[:, free[:, None], free[None, :]] = sub_cov
     sigma = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
     at_bound = np.isclose(best, lo) | np.isclose(best, hi)
     return ConditionFit(condition=best, log_likelihood=loglik, objective=obj, hessian=hess,
                         covariance=cov, sigma=sigma, at_bound=at_bound, starts=c,
-                        start_objective=start_obj, n_events=groups.shape[1])
+                        start_objective=start_obj, n_events=objective.groups.shape[1])
 
 
-def _newton_step(objective: _Objective, c, obj, grad, hess, lo, hi):
-    """One safeguarded Newton step per group; kept where it raises the objective."""
-    c_dim = c.shape[1]
-    neg_def = np.all(np.linalg.eigvalsh(-hess) > 0, axis=1)
-    safe = np.where(neg_def[:, None, None], hess, -np.eye(c_dim)[None])
-    delta = -np.linalg.solve(safe, grad[..., None])[..., 0]
+def _newton_step(objective: _Objective, c, obj, grad, hess, lo, hi, free):
+    """One safeguarded Newton step per group in the free coordinates; kept where it does not
+    lower the objective."""
+    h, g = hess[:, free[:, None], free[None, :]], grad[:, free]
+    neg_def = np.all(np.linalg.eigvalsh(-h) > 0, axis=1)
+    safe = np.where(neg_def[:, None, None], h, -np.eye(len(free))[None])
+    delta = np.zeros_like(c)
+    delta[:, free] = -np.linalg.solve(safe, g[..., None])[..., 0]
     delta[~neg_def] = 0.0
     trial = np.clip(c + delta, lo, hi)
     new_obj = objective.value(trial[:, None])[:, 0]
@@ -364,7 +386,7 @@ def _newton_step(objective: _Objective, c, obj, grad, hess, lo, hi):
 # ----------------------------------------------------------------------------- uncertainties
 def likelihood_interval(model, x, fit: ConditionFit, bounds=None,
                         prior: LogPrior | None = None, joint: bool = False, delta: float = 1.0,
-                        iterations: int = 30, chunk_rows: int = 2048,
+                        iterations: int = 20, chunk_rows: int = 2048,
                         jit_compile: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The interval where -2 (objective - max) <= delta around each fit (1-D conditions).
 
@@ -388,25 +410,42 @@ def likelihood_interval(model, x, fit: ConditionFit, bounds=None,
     reach = np.abs(limit[None] - c_hat[:, None])  # (G, 2) distance to the bound per side
     scale = np.where(np.isfinite(fit.sigma[:, 0]), fit.sigma[:, 0], 0.1)
     inner = np.zeros((len(c_hat), 2))
-    outer = np.minimum(np.broadcast_to(scale[:, None], inner.shape), reach)
+    # f(t) = objective(c_hat +- t) - target: delta / 2 at t = 0, negative beyond the crossing;
+    # for a Gaussian likelihood it crosses at t = sigma, so start a little further out.
+    f_in = np.full(inner.shape, 0.5 * delta)
+    outer = np.minimum(np.broadcast_to(1.25 * scale[:, None], inner.shape), reach)
 
-    def below(dist):  # (G, 2) -> objective(c_hat +- dist) < target
+    def f(dist):  # (G, 2) -> (G, 2)
         pts = (c_hat[:, None] + side[None] * dist)[..., None]
-        return objective.value(pts) < target[:, None]
+        return objective.value(pts) - target[:, None]
 
+    f_out = f(outer)
     for _ in range(40):  # expand until the rise exceeds delta or the bound is reached
-        done = below(outer) | (outer >= reach)
+        done = (f_out < 0) | (outer >= reach)
         if np.all(done):
             break
-        inner = np.where(done, inner, outer)
+        inner, f_in = np.where(done, inner, outer), np.where(done, f_in, f_out)
         outer = np.where(done, outer, np.minimum(2 * outer, reach))
-    crossed = below(outer)
-    for _ in range(iterations):  # bisection where a crossing was bracketed
-        mid = 0.5 * (inner + outer)
-        b = below(mid)
-        outer = np.where(crossed & b, mid, outer)
-        inner = np.where(crossed & ~b, mid, inner)
-    edge = np.where(crossed, 0.5 * (inner + outer), reach)
+        f_out = np.where(done, f_out, f(outer))
+    crossed = f_out < 0
+    last = np.zeros(inner.shape)  # Illinois regula falsi: +1 outer / -1 inner moved last
+    def secant():  # the regula falsi point; uncrossed sides keep `outer`
+        denom = np.where(crossed & (f_out != f_in), f_out - f_in, 1.0)
+        return np.where(crossed, outer - f_out * (outer - inner) / denom, outer)
+
+    for _ in range(iterations):
+        t = secant()
+        ft = f(t)
+        out_side = crossed & (ft < 0)
+        in_side = crossed & ~(ft < 0)
+        f_in = np.where(out_side & (last > 0), 0.5 * f_in, f_in)
+        f_out = np.where(in_side & (last < 0), 0.5 * f_out, f_out)
+        outer, f_out = np.where(out_side, t, outer), np.where(out_side, ft, f_out)
+        inner, f_in = np.where(in_side, t, inner), np.where(in_side, ft, f_in)
+        last = np.where(out_side, 1.0, np.where(in_side, -1.0, last))
+        if np.all(~crossed | (outer - inner <= 1e-7 * (1 + np.abs(c_hat[:, None])))):
+            break
+    edge = np.where(crossed, secant(), reach)
     return c_hat - edge[:, 0], c_hat + edge[:, 1]
 
 
@@ -415,7 +454,8 @@ def profile_likelihood(model, x, grid, joint: bool = False, index: int = 0, boun
     """ln L (summed over each group's events) on a grid of condition coordinate `index`.
 
     C = 1: the log-likelihood at each grid value. C > 1: the other coordinates are re-fitted
-    at each grid value (profiled) with `fit_condition` from `init` (S, C) within `bounds`.
+    at each grid value (profiled), as `fit_condition` does from `init` (S, C) within `bounds`
+    (fit_kwargs: steps, lr, newton_steps, fd_step, chunk_rows, jit_compile).
     Returns (N, K) for per-event x (N, D); (K,) for joint x (M, D); (G, K) for (G, M, D).
     """
     c_dim = condition_dim(model)
@@ -435,12 +475,16 @@ def profile_likelihood(model, x, grid, joint: bool = False, index: int = 0, boun
         if init is None:
             raise ConditionError(f"profiling a {c_dim}-D condition needs init of shape "
                                  f"(S, {c_dim})")
-        out = np.empty((g, k))
-        for j, value in enumerate(grid):  # pin coordinate `index` by equal bounds
-            lo_j, hi_j = lo.copy(), hi.copy()
-            lo_j[index] = hi_j[index] = value
-            res = fit_condition(model, x, init, bounds=(lo_j, hi_j), joint=joint, **fit_kwargs)
-            out[:, j] = res.log_likelihood
+        # one fit over G x K groups, coordinate `index` pinned to the grid value by its bounds
+        lo_k = np.tile(lo, (g * k, 1))
+        hi_k = np.tile(hi, (g * k, 1))
+        lo_k[:, index] = hi_k[:, index] = np.tile(grid, g)
+        rep = np.repeat(groups, k, axis=0)
+        objective = _Objective(model, rep, None, fit_kwargs.pop("chunk_rows", 2048),
+                               fit_kwargs.pop("jit_compile", None))
+        settings = {"steps": 100, "lr": None, "newton_steps": 4, "fd_step": 1e-3, **fit_kwargs}
+        res = _fit_groups(objective, _check_starts(init, c_dim, g * k), lo_k, hi_k, **settings)
+        out = res.log_likelihood.reshape(g, k)
     if joint and np.asarray(x).ndim == 2:
         return out[0]
     return out
