@@ -119,6 +119,9 @@ class ContinuousFlow(tf.Module):
             "eval": make_solver(config.eval_solver, **config.eval_solver_kwargs)}
         self._traces = {"train": config.train_trace, "eval": config.eval_trace}
         self._chains = {mode: self._build_chain(mode) for mode in ("train", "eval")}
+        # Compiled public calls, built on first use; a plain dict held outside tf.Module's
+        # attribute tracking so checkpoints hold variables only.
+        object.__setattr__(self, "_compiled_fns", {})
 
     # ----------------------------------------------------------------------------- plumbing
     def _trace_fn(self, mode: str):
@@ -192,25 +195,43 @@ class ContinuousFlow(tf.Module):
         for dyn in self._dynamics:
             dyn.training = training
 
+    def _log_prob(self, x, c, mode: str):
+        dist = tfd.TransformedDistribution(self.base, self._chains[mode])
+        return dist.log_prob(x, bijector_kwargs=self._bijector_kwargs(mode, c))
+
+    def _forward(self, z, c):
+        return self._chains["eval"].forward(z, **self._bijector_kwargs("eval", c))
+
+    def _inverse(self, x, c):
+        return self._chains["eval"].inverse(x, **self._bijector_kwargs("eval", c))
+
+    def _call(self, name: str, x, c, mode: str = "eval"):
+        """Run `name` as a tf.function when called eagerly (one trace per input signature);
+        inline when already inside a traced function (e.g. a training step)."""
+        impl = {"log_prob": lambda a, b: self._log_prob(a, b, mode),
+                "forward": self._forward, "inverse": self._inverse}[name]
+        if not tf.executing_eagerly():
+            return impl(x, c)
+        key = (name, mode)
+        if key not in self._compiled_fns:
+            self._compiled_fns[key] = tf.function(impl, reduce_retracing=True)
+        return self._compiled_fns[key](x, c)
+
     # ----------------------------------------------------------------------------- public API
     def log_prob(self, x, condition=None, mode: str = "eval") -> tf.Tensor:
         """log p(x | condition) in nats, shape (N,), for x of shape (N, D)."""
         x = self._prepare_x(x)
-        c = self.prepare_condition(condition, x.shape[0])
-        dist = tfd.TransformedDistribution(self.base, self._chains[mode])
-        return dist.log_prob(x, bijector_kwargs=self._bijector_kwargs(mode, c))
+        return self._call("log_prob", x, self.prepare_condition(condition, x.shape[0]), mode)
 
     def forward(self, z, condition=None) -> tf.Tensor:
         """Base -> data: x = F(z | condition), shape (N, D)."""
         z = self._prepare_x(z)
-        c = self.prepare_condition(condition, z.shape[0])
-        return self._chains["eval"].forward(z, **self._bijector_kwargs("eval", c))
+        return self._call("forward", z, self.prepare_condition(condition, z.shape[0]))
 
     def inverse(self, x, condition=None) -> tf.Tensor:
         """Data -> base: z = F^-1(x | condition), shape (N, D)."""
         x = self._prepare_x(x)
-        c = self.prepare_condition(condition, x.shape[0])
-        return self._chains["eval"].inverse(x, **self._bijector_kwargs("eval", c))
+        return self._call("inverse", x, self.prepare_condition(condition, x.shape[0]))
 
     def sample(self, n: int, condition=None, seed: int | None = None) -> tf.Tensor:
         """n draws from p(x | condition), shape (n, D); reproducible for an integer seed."""

@@ -1,0 +1,176 @@
+"""Tutorial Part 1: an unconditional FFJORD on two moons, and the answers to its questions.
+
+1. log p(0, 0.5) under the model, next to the exact value;
+2. where the base point (-0.1, 0.6) lands in moon space;
+3. whether moon samples pushed through the inverse come back N(0, I).
+Plus the test NLL (exact trace, adaptive solver) and its KL divergence to the true density.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from . import plots2d
+from .data.moons import DEFAULT_NOISE, moons_entropy, moons_log_density, sample_moons
+from .errors import TrainingDiverged
+from .fileio import write_json
+from .fit import FitSettings, fit
+from .flow import ContinuousFlow, FlowConfig
+
+QUESTION_POINT = (0.0, 0.5)
+BASE_POINT = (-0.1, 0.6)
+
+
+@dataclass
+class Part1Settings:
+    """Defaults: the project's fast configuration (see docs/walkthrough_part1.md)."""
+
+    n_train: int = 8192
+    n_test: int = 4096
+    noise: float = DEFAULT_NOISE
+    stacked: int = 1
+    hidden: tuple[int, ...] = (64, 64, 64)
+    activation: str = "tanh"
+    solver: str = "rk4"  # training solver
+    rk4_steps: int = 6
+    trace: str = "exact"  # training trace estimator
+    atol: float = 1e-5  # evaluation (and dopri5 training) tolerances
+    rtol: float = 1e-5
+    epochs: int = 60
+    batch_size: int = 512
+    lr: float = 5e-3
+    kinetic: float = 0.01
+    jacobian: float = 0.01
+    jit_compile: bool = True
+    seed: int = 0
+    grid: int = 120  # density map resolution per axis
+    n_plot: int = 4000
+
+    def flow_config(self) -> FlowConfig:
+        train_kwargs = ({"num_steps": self.rk4_steps} if self.solver == "rk4" else
+                        {"atol": self.atol, "rtol": self.rtol})
+        return FlowConfig(
+            dim=2, num_stacked=self.stacked,
+            backbone_kwargs={"hidden": list(self.hidden), "activation": self.activation},
+            train_solver=self.solver, train_solver_kwargs=train_kwargs, train_trace=self.trace,
+            eval_solver="dopri5",
+            eval_solver_kwargs={"atol": self.atol, "rtol": self.rtol, "max_steps": 4000},
+            eval_trace="exact", seed=self.seed)
+
+
+def quick_settings(**overrides) -> Part1Settings:
+    """A smoke run of about a minute: small data, few epochs, coarse plots."""
+    base = dict(n_train=2048, n_test=512, epochs=3, batch_size=256, hidden=(32, 32),
+                rk4_steps=4, grid=40, n_plot=500, atol=1e-4, rtol=1e-4)
+    base.update(overrides)
+    return Part1Settings(**base)
+
+
+def batched_log_prob(flow: ContinuousFlow, x: np.ndarray, batch: int = 4096) -> np.ndarray:
+    return np.concatenate([flow.log_prob(x[i:i + batch]).numpy()
+                           for i in range(0, len(x), batch)])
+
+
+def normality_report(z: np.ndarray) -> dict:
+    """Mean, covariance and per-axis KS tests of z (N, D) against N(0, 1)."""
+    ks = [stats.kstest(z[:, d], "norm") for d in range(z.shape[1])]
+    return {"mean": z.mean(0), "covariance": np.cov(z, rowvar=False),
+            "ks_statistic": [k.statistic for k in ks], "ks_pvalue": [k.pvalue for k in ks],
+            "normal_at_5pct": bool(all(k.pvalue > 0.05 for k in ks))}
+
+
+def answer_questions(flow: ContinuousFlow, s: Part1Settings, out: Path, log=print) -> dict:
+    """Compute the answers, metrics and plots for a trained flow; writes OUT/answers.json."""
+    t0 = time.perf_counter()
+    x_test = sample_moons(s.n_test, s.noise, seed=s.seed + 1)
+    q = np.array([QUESTION_POINT], np.float32)
+    answers: dict = {"settings": dataclasses.asdict(s)}
+    answers["q1_log_prob_at_0_0.5"] = {
+        "model": float(flow.log_prob(q).numpy()[0]),
+        "true": float(moons_log_density(q, s.noise)[0])}
+    landed = flow.forward(np.array([BASE_POINT], np.float32)).numpy()[0]
+    answers["q2_base_point_-0.1_0.6_lands_at"] = {
+        "x": landed, "true_log_density_there": float(moons_log_density(landed[None], s.noise)[0])}
+    z_test = flow.inverse(x_test).numpy()
+    answers["q3_inverse_of_moon_samples"] = normality_report(z_test)
+
+    logp = batched_log_prob(flow, x_test)
+    entropy, entropy_err = moons_entropy(s.noise)
+    nll = float(-logp.mean())
+    answers["test_nll"] = {"nats": nll, "stat_error": float(logp.std() / np.sqrt(len(logp))),
+                           "n_test": s.n_test, "trace": "exact", "solver": "dopri5",
+                           "atol": s.atol, "rtol": s.rtol}
+    answers["true_entropy"] = {"nats": entropy, "stat_error": entropy_err}
+    answers["kl_to_truth"] = nll - entropy
+    flow.reset_nfe()
+    flow.log_prob(x_test[:512])
+    answers["nfe_per_eval_log_prob"] = flow.nfe
+
+    lim = ((-1.6, 2.6), (-1.1, 1.6))
+    z_plot = np.random.default_rng(s.seed + 2).standard_normal((s.n_plot, 2)).astype(np.float32)
+    plots2d.scatter(z_plot, out / "base_samples.png", "base samples z ~ N(0, I)")
+    plots2d.scatter(flow.forward(z_plot).numpy(), out / "flow_samples.png",
+                    "flow samples x = F(z)", color="tab:red", lim=lim)
+    plots2d.scatter(z_test[: s.n_plot], out / "inverse_of_moons.png",
+                    "moons pushed through the inverse", color="tab:green")
+    xs, ys = np.linspace(*lim[0], s.grid), np.linspace(*lim[1], s.grid)
+    grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2).astype(np.float32)
+    logp_grid = batched_log_prob(flow, grid).reshape(len(ys), len(xs))
+    plots2d.density_map(logp_grid, xs, ys, out / "density.png", "model density",
+                        data=x_test[:2000])
+    g = np.linspace(-2.0, 2.0, 9)
+    z_grid = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2).astype(np.float32)
+    times = np.linspace(0.0, 1.0, 5)
+    plots2d.trajectories(flow.trajectory(z_grid, times), times, out / "trajectories.png",
+                         "a grid of base points flowing to moon space")
+    answers["plots"] = sorted(p.name for p in out.glob("*.png"))
+    answers["evaluation_seconds"] = time.perf_counter() - t0
+    write_json(out / "answers.json", answers)
+    return answers
+
+
+def run(s: Part1Settings, out: Path, log=print) -> dict:
+    """Train on two moons, save the model to OUT/model, answer the questions."""
+    flow = ContinuousFlow(s.flow_config())
+    x = sample_moons(s.n_train, s.noise, seed=s.seed)
+    fit_settings = FitSettings(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
+                               kinetic=s.kinetic, jacobian=s.jacobian,
+                               jit_compile=s.jit_compile, seed=s.seed)
+    try:
+        history = fit(flow, x, fit_settings, log=log)
+    except TrainingDiverged:
+        flow.save(out / "model")  # the restored last good weights
+        raise
+    flow.save(out / "model")
+    write_json(out / "history.json", history)
+    plots2d.loss_curve(history, out / "loss.png", keys=("loss", "nll"))
+    answers = answer_questions(flow, s, out, log)
+    answers["training"] = {"seconds": history["seconds"][-1], "epochs": len(history["epoch"]),
+                           "final_train_nll": history["nll"][-1],
+                           "nfe_per_step": history["nfe_per_step"][-1]}
+    write_json(out / "answers.json", answers)
+    return answers
+
+
+def summary_lines(a: dict) -> list[str]:
+    q1, q2, q3 = (a["q1_log_prob_at_0_0.5"], a["q2_base_point_-0.1_0.6_lands_at"],
+                  a["q3_inverse_of_moon_samples"])
+    mean, cov = np.asarray(q3["mean"]), np.asarray(q3["covariance"])
+    return [
+        f"Q1  log p(0, 0.5): model {q1['model']:.3f} nats, exact {q1['true']:.3f} nats",
+        f"Q2  base point (-0.1, 0.6) lands at ({q2['x'][0]:.3f}, {q2['x'][1]:.3f}); "
+        f"true log density there {q2['true_log_density_there']:.2f}",
+        f"Q3  inverse of moon samples: mean ({mean[0]:.3f}, {mean[1]:.3f}), cov "
+        f"[[{cov[0, 0]:.3f}, {cov[0, 1]:.3f}], [{cov[1, 0]:.3f}, {cov[1, 1]:.3f}]], "
+        f"KS p-values {q3['ks_pvalue'][0]:.3f}, {q3['ks_pvalue'][1]:.3f} -> "
+        f"{'consistent with' if q3['normal_at_5pct'] else 'not'} N(0, I) at 5%",
+        f"test NLL {a['test_nll']['nats']:.4f} +- {a['test_nll']['stat_error']:.4f} nats "
+        f"(exact trace); true entropy {a['true_entropy']['nats']:.4f} nats; "
+        f"KL to truth {a['kl_to_truth']:.4f} nats",
+    ]

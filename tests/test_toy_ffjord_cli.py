@@ -1,0 +1,44 @@
+"""toy_ffjord.py end to end (--quick) and its bad-input handling."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "toy_ffjord.py"
+
+
+def run(*args, timeout=600):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+def test_quick_run_writes_answers_and_plots(tmp_path):
+    res = run("--quick", "--epochs", "2", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr[-2000:]
+    answers = json.loads((tmp_path / "answers.json").read_text())
+    q1 = answers["q1_log_prob_at_0_0.5"]
+    assert abs(q1["true"] - (-0.636)) < 0.01 and q1["model"] < 0
+    assert len(answers["q2_base_point_-0.1_0.6_lands_at"]["x"]) == 2
+    assert len(answers["q3_inverse_of_moon_samples"]["ks_pvalue"]) == 2
+    assert answers["kl_to_truth"] > 0
+    for name in ["base_samples.png", "flow_samples.png", "density.png", "trajectories.png",
+                 "loss.png"]:
+        assert (tmp_path / name).stat().st_size > 1000
+    assert (tmp_path / "model" / "config.json").is_file()
+    assert "Q1" in res.stdout and "KL to truth" in res.stdout
+
+
+def test_bad_flags_and_unwritable_out(tmp_path):
+    res = run("--epochs", "0")
+    assert res.returncode == 2 and "must be >= 1" in res.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    res = run("--quick", "--out", str(blocker / "sub"))
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "error:" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert blocker.read_text() == "keep me"
