@@ -42,9 +42,9 @@ class Part1Settings:
     trace: str = "exact"  # training trace estimator
     atol: float = 1e-5  # evaluation (and dopri5 training) tolerances
     rtol: float = 1e-5
-    epochs: int = 60
+    epochs: int = 100
     batch_size: int = 512
-    lr: float = 5e-3
+    lr: float = 8e-3
     kinetic: float = 0.01
     jacobian: float = 0.01
     jit_compile: bool = True
