@@ -71,7 +71,10 @@ def train_timed(name, cfg, tr, x, x_test, budget_s, max_steps, n_evals, target=N
     apply = make_apply(opt, flow.trainable_variables, tr["clip"])
     rng = np.random.default_rng(0)
     clock, step, step_times, nfes, curve = 0.0, 0, [], [], []
-    next_eval = budget_s / n_evals
+    # Evaluate on a clock schedule, or on a step schedule when only steps bound the run.
+    by_steps = not np.isfinite(budget_s)
+    every = (max_steps if by_steps else budget_s) / n_evals
+    next_eval = every
     reached = None
     while clock < budget_s and step < max_steps:
         idx = rng.integers(0, len(x), tr["batch"])
@@ -84,11 +87,12 @@ def train_timed(name, cfg, tr, x, x_test, budget_s, max_steps, n_evals, target=N
         step += 1
         step_times.append(dt)
         nfes.append(flow.nfe)
-        if clock >= next_eval or clock >= budget_s or step == max_steps:
+        if (step if by_steps else clock) >= next_eval or clock >= budget_s \
+                or step == max_steps:
             nll = test_nll(flow, x_test)
             curve.append((clock, step, nll))
             log(f"  {name:28s} step {step:5d}  {clock:7.1f}s  test NLL {nll:.4f}")
-            next_eval += budget_s / n_evals
+            next_eval += every
             if target is not None and reached is None and nll <= target:
                 reached = clock
                 if stop_at_target:
@@ -106,7 +110,7 @@ def main() -> None:
     p.add_argument("--stock-epochs", type=int, default=20)
     p.add_argument("--n-train", type=int, default=8192)
     p.add_argument("--n-test", type=int, default=4096)
-    p.add_argument("--evals", type=int, default=10, help="test evaluations per run")
+    p.add_argument("--evals", type=int, default=20, help="test evaluations per run")
     p.add_argument("--ablations", action="store_true",
                    help="also time the one-change-at-a-time configurations")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes")
