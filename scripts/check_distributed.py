@@ -27,6 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--global_batch", type=int, default=64, help="batch summed over ranks")
     p.add_argument("--hidden", type=int, nargs="+", default=[32, 32])
     p.add_argument("--n_data", type=int, default=4096)
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--warmup_steps", type=int, default=2, help="steps left out of the timing")
     p.add_argument("--out", default=None, help="folder for result.json and weights.npz")
@@ -39,8 +40,8 @@ def main(argv=None) -> int:
     from ffjord_kit.distributed.check import CheckSettings, run_check
 
     settings = CheckSettings(steps=args.steps, global_batch=args.global_batch,
-                             n_data=args.n_data, hidden=args.hidden, lr=args.lr,
-                             warmup_steps=args.warmup_steps)
+                             n_data=args.n_data, hidden=args.hidden, optimizer=args.optimizer,
+                             lr=args.lr, warmup_steps=args.warmup_steps)
     result = run_check(backend, settings, out=args.out, log=lambda m: print(m, flush=True))
     if backend.is_chief:
         print(json.dumps(result), flush=True)

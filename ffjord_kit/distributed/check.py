@@ -30,14 +30,16 @@ from .backend import Backend
 @dataclass
 class CheckSettings:
     """steps: optimizer steps; global_batch: B, summed over ranks (must divide by the ranks);
-    n_data: size of the fixed data set; hidden: MLP widths; lr: Adam learning rate;
-    warmup_steps: steps left out of the timing (tracing)."""
+    n_data: size of the fixed data set; hidden: MLP widths; optimizer: 'adam' or 'sgd' (plain
+    SGD makes a summed gradient visibly different from an averaged one; Adam is nearly
+    scale-free); lr: learning rate; warmup_steps: steps left out of the timing (tracing)."""
 
     steps: int = 5
     global_batch: int = 64
     n_data: int = 4096
     hidden: list[int] = field(default_factory=lambda: [32, 32])
     rk4_steps: int = 4
+    optimizer: str = "adam"
     lr: float = 1e-2
     seed: int = 0
     warmup_steps: int = 2
@@ -49,6 +51,15 @@ def check_flow_config(s: CheckSettings) -> FlowConfig:
                       backbone_kwargs={"hidden": list(s.hidden), "activation": "tanh"},
                       train_solver="rk4", train_solver_kwargs={"num_steps": s.rk4_steps},
                       train_trace="exact", seed=s.seed)
+
+
+def make_optimizer(name: str, lr: float):
+    """tf_keras Adam or SGD; UserError for other names."""
+    if name == "adam":
+        return tf_keras.optimizers.Adam(lr)
+    if name == "sgd":
+        return tf_keras.optimizers.SGD(lr)
+    raise UserError(f"unknown optimizer {name!r}; choose adam or sgd")
 
 
 def run_check(backend: Backend, settings: CheckSettings, out: str | Path | None = None,
@@ -67,7 +78,7 @@ def run_check(backend: Backend, settings: CheckSettings, out: str | Path | None 
     data = sample_moons(s.n_data, seed=s.seed).astype(np.float32)
     with backend.scope():
         flow = ContinuousFlow(check_flow_config(s))
-        optimizer = tf_keras.optimizers.Adam(s.lr)
+        optimizer = make_optimizer(s.optimizer, s.lr)
         optimizer.build(flow.trainable_variables)
     backend.prepare(flow.trainable_variables, optimizer)
     step = backend.train_step(make_loss_and_grad(flow),

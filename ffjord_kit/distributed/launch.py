@@ -56,6 +56,11 @@ class LaunchInfo:
     hosts: tuple[str, ...] = ("localhost",)
     tasks_per_host: tuple[int, ...] = (1,)
     host: str = "localhost"
+    port: int | None = None  # TF_CONFIG: this worker's gRPC port
+
+    def tf_port(self, port_base: int) -> int:
+        """The gRPC port TensorFlow's engine binds for this worker."""
+        return self.port if self.port is not None else port_base + self.local_rank
 
     @property
     def node_index(self) -> int:
@@ -160,8 +165,11 @@ def tf_config_launch(env: Mapping[str, str]) -> LaunchInfo | None:
                                f"cluster lists {len(workers)} workers")
     hosts = tuple(w.rsplit(":", 1)[0] for w in workers)
     local = [i for i, h in enumerate(hosts) if h == hosts[rank]]
+    port = workers[rank].rsplit(":", 1)[-1]
+    if not port.isdigit():
+        raise DistributedError(f"TF_CONFIG worker address {workers[rank]!r} is not host:port")
     return LaunchInfo("tf_config", rank, len(workers), local.index(rank), len(local), hosts,
-                      (1,) * len(workers), hosts[rank])
+                      (1,) * len(workers), hosts[rank], int(port))
 
 
 def horovodrun_launch(env: Mapping[str, str]) -> LaunchInfo | None:
@@ -336,7 +344,10 @@ def make_backend(requested: str = "auto", port_base: int | None = None,
 
         return HorovodBackend(info, timeouts,
                               rendezvous_port=port_base or DEFAULT_RENDEZVOUS_PORT)
+    port_base = port_base or DEFAULT_TF_PORT_BASE
+    if info.source in ("slurm", "tf_config"):
+        check_port_free(info.tf_port(port_base))  # before the slow TensorFlow start-up
     from .tf_backend import TFMultiWorkerBackend
 
     # Without srun or TF_CONFIG this is a one-worker strategy (a reference run).
-    return TFMultiWorkerBackend(info, timeouts, port_base=port_base or DEFAULT_TF_PORT_BASE)
+    return TFMultiWorkerBackend(info, timeouts, port_base=port_base)

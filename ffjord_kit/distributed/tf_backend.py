@@ -18,7 +18,6 @@ from .launch import (
     DistributedError,
     LaunchInfo,
     Timeouts,
-    check_port_free,
     gpus_on_node,
     pin_gpu,
 )
@@ -49,7 +48,6 @@ class TFMultiWorkerBackend(CollectiveBackend):
         if info.source == "slurm":
             resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
                 port_base=port_base, gpus_per_node=gpus_on_node(), auto_set_gpu=False)
-            task_type, task_id = resolver.get_task_info()
             spec = resolver.cluster_spec()
             address = spec.task_address("worker", info.rank)
             expected = f"{info.host}:{port_base + info.local_rank}"
@@ -57,12 +55,8 @@ class TFMultiWorkerBackend(CollectiveBackend):
                 raise DistributedError(
                     f"TensorFlow placed rank {info.rank} at {address} but it runs at {expected};"
                     " launch with srun --distribution=block on nodes listed in sorted order")
-            check_port_free(port_base + info.local_rank)
         elif info.source == "tf_config":
             resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-            address = resolver.cluster_spec().task_address(resolver.task_type,
-                                                           resolver.task_id)
-            check_port_free(int(address.rsplit(":", 1)[1]))
         self.device = pin_gpu(info.local_rank)
         options = tf.distribute.experimental.CommunicationOptions(
             timeout_seconds=self.timeouts.first_step,
@@ -97,8 +91,10 @@ class TFMultiWorkerBackend(CollectiveBackend):
     @tf.function(reduce_retracing=True)
     def _all_reduce_fn(self, op, values):
         # Compiled: run eagerly, the strategy's collectives are slow and warn each time.
+        # tf.identity places the inputs on this replica's device (the collective's target).
         reduced = self.strategy.run(
-            lambda v: tf.distribute.get_replica_context().all_reduce(op, v), args=(values,))
+            lambda v: tf.distribute.get_replica_context().all_reduce(
+                op, tf.nest.map_structure(tf.identity, v)), args=(values,))
         return tf.nest.map_structure(self._local, reduced)
 
     def _broadcast_from_chief(self, variables: list) -> None:
