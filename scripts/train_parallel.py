@@ -18,7 +18,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ffjord_kit.distributed.backend import Backend, SingleProcess  # noqa: E402
+from ffjord_kit.distributed import BACKEND_CHOICES, Backend  # noqa: E402
+from ffjord_kit.distributed import make_backend as start_backend  # noqa: E402
 from ffjord_kit.errors import run_cli  # noqa: E402
 from ffjord_kit.experiments import MODULES  # noqa: E402
 from ffjord_kit.experiments.runner import RunOptions, run_experiment  # noqa: E402
@@ -46,12 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="smoke mode: a few hundred events, tiny batches, 2 epochs")
     p.add_argument("--no_progress", action="store_true", help="no per-step progress bar")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="data-parallel engine: horovod (horovodrun, or srun), tf "
+                        "(MultiWorkerMirroredStrategy under srun or TF_CONFIG), none, or auto "
+                        "(horovod if installed and several ranks, else tf under srun/TF_CONFIG,"
+                        " else none); see docs/parallel.md")
+    p.add_argument("--port_base", type=int, default=None,
+                   help="under srun: first gRPC port of the TF workers (default 8888) or "
+                        "Horovod's rendezvous port on rank 0 (default 29400)")
     return p
 
 
 def make_backend(args: argparse.Namespace) -> Backend:
-    """The data-parallel engine for this run (single process for now)."""
-    return SingleProcess()
+    """The data-parallel engine for this run; started before any TensorFlow op."""
+    return start_backend(args.backend, port_base=args.port_base)
 
 
 def main(argv: list[str] | None = None) -> int:
