@@ -351,3 +351,22 @@ def make_backend(requested: str = "auto", port_base: int | None = None,
 
     # Without srun or TF_CONFIG this is a one-worker strategy (a reference run).
     return TFMultiWorkerBackend(info, timeouts, port_base=port_base)
+
+
+def describe(requested: str = "auto", port_base: int | None = None) -> dict:
+    """This process's place in the job and the engine it would start, without starting it
+    (what the SLURM script logs per task before training)."""
+    info = detect_launch()
+    kind = choose_backend(requested)
+    if port_base is None and os.environ.get("FFJORD_KIT_PORT_BASE"):
+        port_base = int(_env_float("FFJORD_KIT_PORT_BASE", 0))
+    out = {"backend": kind, "source": info.source, "rank": info.rank, "size": info.size,
+           "local_rank": info.local_rank, "local_size": info.local_size, "host": info.host,
+           "hosts": list(info.hosts), "tasks_per_host": list(info.tasks_per_host),
+           "gpus_on_node": gpus_on_node()}
+    if kind == "tf" and info.source in ("slurm", "tf_config"):
+        out["tf_address"] = f"{info.host}:{info.tf_port(port_base or DEFAULT_TF_PORT_BASE)}"
+    if kind == "horovod" and info.source == "slurm":
+        out["rendezvous"] = f"{info.hosts[0]}:{port_base or DEFAULT_RENDEZVOUS_PORT}"
+    return out
+
