@@ -37,7 +37,7 @@ def test_samples_are_physical_with_the_expected_acceptance(model, context):
     res = sample_physical(model, context, np.random.default_rng(1), min_time=10.0)
     assert res.time.shape == (8000,) and (res.time >= 10.0).all()
     assert res.acceptance_rate == pytest.approx(0.5, abs=0.01)  # P(N(10, 4) >= 10)
-    assert res.draws == pytest.approx(16000, rel=0.03) and res.rounds > 5
+    assert res.draws > 16000 and 2 <= res.rounds < 8
     # The accepted times follow the truncated normal exactly.
     trunc = stats.truncnorm(0.0, np.inf, loc=10.0, scale=4.0)
     assert stats.kstest(res.time, trunc.cdf).pvalue > 1e-3

@@ -18,6 +18,8 @@ import numpy as np
 from ..errors import UserError
 from .model import KLMTimingModel
 
+MAX_COPIES = 16  # draws per pending row in one resampling round
+
 
 class UnreachableMinimumTime(UserError):
     """The bounded resampling could not put every sample above the minimum time."""
@@ -25,7 +27,9 @@ class UnreachableMinimumTime(UserError):
 
 @dataclass(frozen=True)
 class PhysicalSamples:
-    """Times (N,) [ns] all >= min_time; draws made, acceptance rate, rounds used."""
+    """Times (N,) [ns] all >= min_time; flow draws made, acceptance rate (fraction of all
+    draws that were >= min_time: the flow's mean P(t >= min_time | c) over the contexts
+    still pending, an overall estimate in round 1), rounds used."""
 
     time: np.ndarray
     draws: int
@@ -37,7 +41,8 @@ def sample_physical(model: KLMTimingModel, context: np.ndarray, rng: np.random.G
                     min_time: float | None = 0.0, max_rounds: int = 100,
                     batch_size: int = 65536) -> PhysicalSamples:
     """One photon time per context row (N, 4), redrawing rows below `min_time` [ns] up to
-    `max_rounds` rounds in total. `min_time=None` disables the constraint.
+    `max_rounds` rounds in total (the first copy >= min_time of each row is kept, an exact
+    draw from the truncated density). `min_time=None` disables the constraint.
 
     Raises UnreachableMinimumTime naming the rows left and the acceptance rate."""
     context = np.asarray(context, dtype=np.float64)
@@ -45,16 +50,24 @@ def sample_physical(model: KLMTimingModel, context: np.ndarray, rng: np.random.G
     time = model.sample_raw(context, rng, batch_size)
     if min_time is None:
         return PhysicalSamples(time, n, 1.0, 1)
-    draws, rounds = n, 1
-    pending = np.flatnonzero(time < min_time)
+    ok = time >= min_time
+    draws, accepted_draws, rounds = n, int(ok.sum()), 1
+    pending = np.flatnonzero(~ok)
     while pending.size and rounds < max_rounds:
-        redraw = model.sample_raw(context[pending], rng, batch_size)
-        draws += pending.size
+        # Several i.i.d. copies per pending row, sized from the acceptance seen so far:
+        # fewer rounds (each a full pass through the flow), same truncated distribution.
+        rate = accepted_draws / draws
+        copies = MAX_COPIES if rate == 0 else int(min(MAX_COPIES, np.ceil(2.0 / rate)))
+        redraw = model.sample_raw(np.repeat(context[pending], copies, axis=0), rng,
+                                  batch_size).reshape(pending.size, copies)
+        good = redraw >= min_time
+        draws += redraw.size
+        accepted_draws += int(good.sum())
         rounds += 1
-        time[pending] = redraw
-        pending = pending[redraw < min_time]
-    accepted = n - pending.size
-    rate = accepted / draws if draws else 1.0
+        found = good.any(axis=1)
+        time[pending[found]] = redraw[found, good[found].argmax(axis=1)]  # first good copy
+        pending = pending[~found]
+    rate = accepted_draws / draws
     if pending.size:
         raise UnreachableMinimumTime(
             f"minimum time {min_time} ns unreachable: after {rounds} rounds {pending.size} of "

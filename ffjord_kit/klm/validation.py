@@ -166,7 +166,7 @@ def plot_validation(res: ValidationResult, out_dir: str | Path) -> list[Path]:
     ax.legend(fontsize=7)
     ov = rep["overall"]
     ax.set_title(f"KS {ov['ks']:.4f} (floor {ov['floor_ks']:.4f}), "
-                 f"acceptance {rep['sampling_acceptance_rate']:.4f}", fontsize=8)
+                 f"acceptance {rep['sampling_acceptance_rate']:.5f}", fontsize=8)
     paths.append(save_figure(fig, out_dir / "overall.png", dpi=110))
 
     n_z = len(res.z_edges) - 1
