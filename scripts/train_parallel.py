@@ -21,8 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ffjord_kit.distributed import BACKEND_CHOICES, Backend  # noqa: E402
 from ffjord_kit.distributed import make_backend as start_backend  # noqa: E402
 from ffjord_kit.errors import run_cli  # noqa: E402
-from ffjord_kit.experiments import MODULES  # noqa: E402
-from ffjord_kit.experiments.runner import RunOptions, run_experiment  # noqa: E402
+from ffjord_kit.experiments import MODULES, get_experiment  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +64,9 @@ def make_backend(args: argparse.Namespace) -> Backend:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    get_experiment(args.model_name)  # an unknown name fails here, before TensorFlow loads
+    from ffjord_kit.experiments.runner import RunOptions, run_experiment
+
     backend = make_backend(args)
     try:
         return run_experiment(RunOptions(

@@ -1,15 +1,19 @@
 """The data sets `train_parallel.py` trains on: --model_name -> config, data loader, plots.
 
 Each experiment module defines `EXPERIMENT`, an `Experiment` (see base.py). Modules are
-imported on demand so `--model_name moon` never touches the calorimeter or MNIST code.
+imported on demand so `--model_name moon` never touches the calorimeter or MNIST code, and
+an unknown name fails before TensorFlow is even imported.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
-from .base import Experiment, Prepared
+
+if TYPE_CHECKING:
+    from .base import Experiment
 
 MODULES: dict[str, str] = {
     "moon": "ffjord_kit.experiments.moon",
@@ -27,4 +31,4 @@ def get_experiment(name: str) -> Experiment:
     return module.EXPERIMENTS[name]
 
 
-__all__ = ["MODULES", "Experiment", "Prepared", "get_experiment"]
+__all__ = ["MODULES", "get_experiment"]

@@ -59,6 +59,11 @@ def run_experiment(opts: RunOptions, backend: Backend, log=print) -> int:
     """Train (or resume) one experiment; rank 0 writes the outputs. Returns an exit code."""
     exp = get_experiment(opts.model_name)
     cfg = resolve_config(opts)
+    if opts.quick:
+        # Tracing a graph costs more than a few tiny eager steps.
+        import tensorflow as tf
+
+        tf.config.run_functions_eagerly(True)
     chief = backend.is_chief
     run_dir = Path(opts.out) / cfg["MODEL"]
     if chief:
