@@ -5,7 +5,8 @@ convolutional `calorimeter_branches`), builds a conditional `ContinuousFlow` on 
 CaloFlow features of synthetic photon showers and measures, in the same run:
 
 - training: compiled loss + gradient + Adam update on batches of `--batch` showers (train
-  solver RK4 with `--train_steps` steps, Hutchinson trace), samples/s after warm-up;
+  solver RK4 with `--train_steps` steps, Rademacher Hutchinson trace, as the training configs
+  configs/config_calorimeter*.json), samples/s after warm-up;
 - generation: batched `flow.forward` of base draws under `tf.function` (eval solver RK4 with
   `--sample_steps` steps; Hutchinson trace for the log-determinant that TFP computes alongside)
   followed by the inverse preprocessing to showers in GeV, showers/s.
@@ -56,7 +57,7 @@ def bench_backbone(name: str, args, features: np.ndarray, condition: np.ndarray)
     config = FlowConfig(dim=features.shape[1], condition_dim=1, num_stacked=args.num_stacked,
                         backbone=name, backbone_kwargs=BACKBONE_KWARGS[name](args),
                         train_solver="rk4", train_solver_kwargs={"num_steps": args.train_steps},
-                        train_trace="hutchinson_gaussian", eval_solver="rk4",
+                        train_trace="hutchinson_rademacher", eval_solver="rk4",
                         eval_solver_kwargs={"num_steps": args.sample_steps},
                         # TFP's FFJORD solves the log-determinant along with every forward
                         # pass; sampling discards it, so the cheap estimator is the right one.
@@ -117,8 +118,9 @@ def main() -> int:
     parser.add_argument("--gen_batch", type=int, default=2000)
     parser.add_argument("--gen_batches", type=int, default=3)
     parser.add_argument("--num_stacked", type=int, default=4, help="FFJORD blocks (tutorial: 4)")
-    parser.add_argument("--layer_sizes", type=int, nargs="+", default=[512, 256, 128, 64],
-                        help="dense_unet widths (tutorial: 4096 2048 1024 512)")
+    parser.add_argument("--layer_sizes", type=int, nargs="+", default=[4096, 2048, 1024, 512],
+                        help="dense_unet widths (default: the tutorial's, as in "
+                             "configs/config_calorimeter.json)")
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32],
                         help="calorimeter_branches channels per level")
     parser.add_argument("--train_steps", type=int, default=4, help="RK4 steps in training")
