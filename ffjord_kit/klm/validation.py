@@ -173,14 +173,15 @@ def plot_validation(res: ValidationResult, out_dir: str | Path) -> list[Path]:
     n_p = len(res.p_edges) - 1
     fig, pairs = ratio_figure(n_z * n_p, ncols=n_p)
     fig.set_size_inches(3.6 * n_p, 3.6 * n_z)
-    pairs[0][0].get_subplotspec().get_gridspec().update(hspace=0.75, wspace=0.3)
+    pairs[0][0].get_subplotspec().get_gridspec().update(hspace=0.5, wspace=0.3)
     for row, (ax, axr) in zip(rep["bins"], pairs, strict=True):
         b = row["bin"]
         t, g = res.truth[res.truth_bin == b], res.generated[res.generated_bin == b]
         if len(t) == 0:
             continue
-        plot_ratio_hist(ax, axr, t, g, 40, "photon time [ns]", ref_label="truth",
-                        gen_label="flow")
+        bottom_row = row["z_bin"] == n_z - 1  # x label only there: room for the titles
+        plot_ratio_hist(ax, axr, t, g, 40, "photon time [ns]" if bottom_row else "",
+                        ref_label="truth", gen_label="flow")
         ks = row.get("ks")
         ratio = row.get("ks_over_floor")
         ax.set_title(f"{_bin_title(row)}\nKS {ks:.3f} = {ratio:.2f} x floor"
