@@ -12,6 +12,7 @@ from dist_helpers import (
     run_workers,
     two_rank_run,
 )
+from test_slurm_launch import slow, train_and_resume
 
 from ffjord_kit.distributed import horovod_available
 
@@ -41,3 +42,8 @@ def test_srun_gloo_rendezvous_matches_horovodrun(tmp_path, tmp_path_factory):
     assert result_json(tmp_path)["ranks"] == 2
     _, out = two_rank_run("horovod", tmp_path_factory.mktemp("two_horovod"))
     assert max_rel_diff(load_weights(out), load_weights(tmp_path)) < 1e-6
+
+
+@slow
+def test_simulated_srun_trains_and_resumes_with_horovod(tmp_path):
+    train_and_resume(tmp_path, "horovod")

@@ -18,7 +18,6 @@ from .launch import (
     DistributedError,
     LaunchInfo,
     Timeouts,
-    gpus_on_node,
     pin_gpu,
 )
 from .watchdog import guarded_step
@@ -46,8 +45,12 @@ class TFMultiWorkerBackend(CollectiveBackend):
         self.info = info
         resolver = None
         if info.source == "slurm":
+            # GPUs are pinned by pin_gpu (local rank), not by the resolver; it still needs one
+            # "GPU slot" per task, or it drops tasks (zip over GPU slots) or divides by zero
+            # on CPU nodes.
             resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
-                port_base=port_base, gpus_per_node=gpus_on_node(), auto_set_gpu=False)
+                port_base=port_base, gpus_per_node=max(info.tasks_per_host), gpus_per_task=1,
+                auto_set_gpu=False)
             spec = resolver.cluster_spec()
             address = spec.task_address("worker", info.rank)
             expected = f"{info.host}:{port_base + info.local_rank}"
