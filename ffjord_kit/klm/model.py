@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..models.autoregressive_spline import (
     AutoregressiveSplineConfig,
     ConditionalAutoregressiveSplineFlow,
@@ -25,7 +25,8 @@ class KLMTimingModel:
 
     def __init__(self, flow: ConditionalAutoregressiveSplineFlow, prep: KLMPreprocessing):
         if flow.config.dim != 1 or flow.config.context_dim != 4:
-            raise ValueError("the KLM timing flow needs dim 1 and context_dim 4")
+            raise ConfigError(f"the KLM timing flow needs model.dim 1 and model.context_dim 4, "
+                              f"got {flow.config.dim} and {flow.config.context_dim}")
         self.flow = flow
         self.prep = prep
         spec = [tf.TensorSpec([None, 1], tf.float32), tf.TensorSpec([None, 4], tf.float32)]
