@@ -71,6 +71,6 @@ def test_flow_trains_a_few_steps(name):
     for _ in range(4):
         with tf.GradientTape() as tape:
             loss, _ = flow.loss(x, c, kinetic=0.01, jacobian=0.01)
-        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         losses.append(float(loss))
     assert np.isfinite(losses).all() and losses[-1] < losses[0]

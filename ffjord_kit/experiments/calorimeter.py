@@ -19,7 +19,7 @@ from ..data.calorimeter import read_calogan
 from ..data.calorimeter_preprocessing import postprocess, preprocess
 from ..errors import DataError
 from ..training.datasets import ArrayData
-from .base import Experiment, Prepared, batched_log_prob
+from .base import Experiment, Prepared, batched_log_prob, make_sampler
 
 TEST_FRACTION = 0.1
 
@@ -57,7 +57,7 @@ def report(flow, cfg: Config, prepared: Prepared, out: Path, quick: bool, seed: 
 
     reference = prepared.meta["reference"]
     condition = prepared.test.condition
-    features = flow.sample(len(condition), condition=condition, seed=seed).numpy()
+    features = make_sampler(flow)(len(condition), condition, seed=seed)
     generated = postprocess(features, condition)
     np.savez(out / "samples.npz", features=features, condition=condition)
     rep = write_calorimeter_report(reference, generated, out / "calorimeter_report", seed=seed,

@@ -28,7 +28,7 @@ from ..data.mnist import (  # noqa: E402
 from ..errors import DataError  # noqa: E402
 from ..fileio import save_figure  # noqa: E402
 from ..training.datasets import ArrayData  # noqa: E402
-from .base import Experiment, Prepared, batched_log_prob  # noqa: E402
+from .base import Experiment, Prepared, batched_log_prob, make_sampler  # noqa: E402
 
 
 def _prepare(images: ImageSet, cfg: Config, levels: int, quick: bool, seed: int) -> Prepared:
@@ -57,10 +57,10 @@ def load_digits_experiment(cfg: Config, data_folder: str | None, quick: bool,
 def report(flow, cfg: Config, prepared: Prepared, out: Path, quick: bool, seed: int) -> dict:
     """Per requested digit: 9 samples (npz) and a 3x3 grid; test bits/dim."""
     levels, shape = prepared.meta["levels"], prepared.meta["image_shape"]
-    grids = {}
+    grids, sample = {}, make_sampler(flow)
     for digit in cfg["DIGITS"]:
-        z = flow.sample(9, condition=np.full((9, 1), digit / 10.0, np.float32),
-                        seed=seed + digit).numpy()
+        z = sample(9, np.full((9, 1), digit / 10.0, np.float32),
+                            seed=seed + digit)
         grids[str(digit)] = postprocess_images(z, shape, levels)
         fig, axes = plt.subplots(3, 3, figsize=(4, 4))
         for ax, img in zip(axes.ravel(), grids[str(digit)], strict=True):

@@ -14,7 +14,7 @@ from ..config import Config  # noqa: E402
 from ..data.moons import DEFAULT_NOISE, moons_log_density, sample_moons  # noqa: E402
 from ..fileio import save_figure  # noqa: E402
 from ..training.datasets import ArrayData  # noqa: E402
-from .base import Experiment, Prepared, batched_log_prob  # noqa: E402
+from .base import Experiment, Prepared, batched_log_prob, make_sampler  # noqa: E402
 
 DEFAULT_EVENTS = 30_000
 TEST_EVENTS = 2_000
@@ -30,7 +30,7 @@ def load(cfg: Config, data_folder: str | None, quick: bool, seed: int) -> Prepar
 
 def report(flow, cfg: Config, prepared: Prepared, out: Path, quick: bool, seed: int) -> dict:
     """Samples (npz + scatter next to the data) and the test NLL against the exact density."""
-    samples = flow.sample(cfg["NSAMPLES"], seed=seed).numpy()
+    samples = make_sampler(flow)(cfg["NSAMPLES"], seed=seed)
     np.savez(out / "samples.npz", samples=samples)
     test = prepared.test.x
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharex=True, sharey=True)
