@@ -40,6 +40,12 @@ def full_run(splits, tmp_path_factory):
     return trainer, state, initial, out
 
 
+@pytest.fixture(scope="module")
+def second_trainer(splits):
+    """A second trainer (one more graph trace), shared by the resume and NaN tests."""
+    return _trainer(splits)
+
+
 def test_validation_nll_falls_and_best_model_is_saved(full_run, splits):
     trainer, state, initial, out = full_run
     assert state.epoch == 2 and state.nan_steps == 0 and len(state.history) == 2
@@ -51,9 +57,10 @@ def test_validation_nll_falls_and_best_model_is_saved(full_run, splits):
         pytest.approx(min(val), abs=1e-5)
 
 
-def test_mid_epoch_resume_reproduces_the_uninterrupted_run(full_run, splits, tmp_path):
+def test_mid_epoch_resume_reproduces_the_uninterrupted_run(full_run, second_trainer, splits,
+                                                          tmp_path):
     reference, ref_state, _, _ = full_run
-    first = _trainer(splits)
+    first = second_trainer
     part = first.fit(splits["train"], splits["val"], tmp_path, FP, log=lambda s: None,
                      stop_after_steps=23)  # stops inside epoch 2 (18 batches per epoch)
     assert part.epoch == 1 and part.batch == 5
@@ -72,13 +79,15 @@ def test_mid_epoch_resume_reproduces_the_uninterrupted_run(full_run, splits, tmp
         second.fit(splits["train"], splits["val"], tmp_path, {"test": 2}, log=lambda s: None)
 
 
-def test_nan_batches_are_skipped_and_counted_then_divergence_is_reported(splits, tmp_path):
+def test_nan_batches_are_skipped_and_counted_then_divergence_is_reported(second_trainer, splits,
+                                                                        tmp_path):
     train = splits["train"]
     time = train.time.copy()
     time[:3] = np.nan  # rows, not batches: count the shuffled batches that contain them
     bad = KLMTable(train.context, time)
     cfg = dataclasses.replace(TRAIN, epochs=1, checkpoint_every_steps=1000)
-    trainer = _trainer(splits, cfg)
+    trainer = second_trainer  # its weights are irrelevant here; only the counting matters
+    trainer.config = cfg
     state = trainer.fit(bad, splits["val"], tmp_path / "a", FP, log=lambda s: None)
     perm = np.random.default_rng([cfg.seed, 0]).permutation(len(train))
     n_batches = len(train) // cfg.batch_size
