@@ -103,8 +103,8 @@ class MADESplineConditioners(tf.Module):
     """The masked MLPs of all `num_layers` layers, weights stacked on a leading layer axis
     (few large variables: a cheaper optimizer step than one variable per layer and depth).
 
-    `(x (N, D), context (N, C), layer l) -> spline parameters (N, D, 3K - 1)`, output d
-    depending on x_<d and the context only."""
+    `(x (N, D), context (N, C), weights of layer l from per_layer()) -> spline parameters
+    (N, D, 3K - 1)`, output d depending on x_<d and the context only."""
 
     def __init__(self, config: AutoregressiveSplineConfig, name: str | None = None):
         super().__init__(name=name)
