@@ -10,22 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ffjord_kit.cli_args import int_list, positive_float, positive_int
 from ffjord_kit.errors import run_cli
 from ffjord_kit.fileio import ensure_writable_dir
 from ffjord_kit.trace import TRACE_ESTIMATORS
 from ffjord_kit.tutorial_part1 import Part1Settings, quick_settings, run, summary_lines
-
-
-def positive_int(v: str) -> int:
-    if int(v) < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return int(v)
-
-
-def positive_float(v: str) -> float:
-    if not float(v) > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
-    return float(v)
 
 
 def main() -> int:
@@ -36,7 +25,7 @@ def main() -> int:
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     p.add_argument("--lr", type=positive_float, default=d.lr, help="peak Adam learning rate")
     p.add_argument("--stacked", type=positive_int, default=d.stacked, help="FFJORD blocks")
-    p.add_argument("--hidden", type=str, default=",".join(map(str, d.hidden)),
+    p.add_argument("--hidden", type=int_list, default=d.hidden,
                    help="hidden layer widths of each block's MLP, comma separated")
     p.add_argument("--trace", choices=TRACE_ESTIMATORS, default=d.trace,
                    help="trace estimator used in training (evaluation is always exact)")
@@ -53,14 +42,10 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("runs/toy_ffjord"))
     p.add_argument("--quick", action="store_true", help="smoke run of about a minute")
     a = p.parse_args()
-    try:
-        hidden = tuple(int(h) for h in a.hidden.split(","))
-    except ValueError:
-        p.error(f"--hidden must be comma-separated integers, got {a.hidden!r}")
     if a.reg < 0:
         p.error("--reg must be >= 0")
     overrides = dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, stacked=a.stacked,
-                     hidden=hidden, trace=a.trace, solver=a.solver, rk4_steps=a.rk4_steps,
+                     hidden=a.hidden, trace=a.trace, solver=a.solver, rk4_steps=a.rk4_steps,
                      atol=a.atol, rtol=a.rtol, kinetic=a.reg, jacobian=a.reg,
                      jit_compile=not a.no_jit, seed=a.seed)
     # In quick mode only flags the user changed from their defaults override the smoke sizes.
