@@ -68,6 +68,10 @@ class FlowConfig:
         check_trace(self.train_trace)
         check_trace(self.eval_trace)
         if self.backbone not in networks.BACKBONES:
+            # The Part 3 backbones register themselves on import; load them on demand so a
+            # saved model rebuilds without the caller importing them first.
+            import ffjord_kit.backbones  # noqa: F401
+        if self.backbone not in networks.BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; choose one of "
                              f"{sorted(networks.BACKBONES)}")
         if self.dim < 1 or self.num_stacked < 1 or self.condition_dim < 0:
