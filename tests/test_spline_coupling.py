@@ -118,7 +118,7 @@ def test_training_lowers_nll_and_learns_condition():
     flow = SplineCouplingFlow(SplineFlowConfig(features=2, context_features=1, num_flow_steps=2,
                                                hidden=32, num_blocks=1, num_bins=8,
                                                tail_bound=3.0))
-    opt = tf_keras.optimizers.Adam(3e-3)
+    opt = tf_keras.optimizers.Adam(5e-3)
 
     @tf.function
     def step(xb, cb):
@@ -129,7 +129,7 @@ def test_training_lowers_nll_and_learns_condition():
         return loss
 
     first = -float(tf.reduce_mean(flow.log_prob(x, condition=c)))
-    for _ in range(150):
+    for _ in range(100):
         idx = rng.integers(0, 2048, 256)
         step(x[idx], c[idx])
     last = -float(tf.reduce_mean(flow.log_prob(x, condition=c)))
