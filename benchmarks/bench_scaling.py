@@ -12,7 +12,8 @@ cores, so this measures overhead, not speed-up.
 Part 2 (per model config, configs/config_<name>.json): parameters, gradient bytes each rank
 all-reduces per step, training FLOPs per step (network FLOPs per evaluation counted by TF's
 profiler, times evaluations per step, see `step_flops`), and the projection to 16 A100 on 4
-Perlmutter nodes: compute time per step at the assumed GPU throughput against ring all-reduce
+Perlmutter nodes: compute time per step at the assumed GPU throughput (or, when longer, the
+graph's op count times a per-launch cost: small models are launch-bound) against ring all-reduce
 time 2 (P-1)/P x bytes / bandwidth + 2 (P-1) latency, with no overlap (conservative).
 Assumptions are flags (--gpu_tflops, --net_gbs, --latency_us). Last line: JSON.
 
@@ -54,6 +55,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="all-reduce bandwidth per GPU across nodes, GB/s (Slingshot-11: one "
                         "25 GB/s NIC per GPU; assumption)")
     p.add_argument("--latency_us", type=float, default=10.0, help="per ring hop, microseconds")
+    p.add_argument("--kernel_us", type=float, default=5.0,
+                   help="GPU time per launched op, microseconds: the floor for small models")
+    p.add_argument("--skip_measured", action="store_true", help="part 2 only")
     args = p.parse_args(argv)
     if args.small:
         args.steps, args.batch_per_rank, args.hidden, args.models = 6, 64, [16, 16], ["moon"]
@@ -107,8 +111,9 @@ def part1(args) -> dict:
 
 
 # --------------------------------------------------------------------------- part 2
-def network_flops(flow, batch: int = 1) -> float:
-    """FLOPs of one evaluation of one block's network for `batch` events (TF profiler)."""
+def network_flops(flow, batch: int = 1) -> tuple[float, int]:
+    """FLOPs of one evaluation of one block's network for `batch` events (TF profiler), and
+    the number of ops in its graph (each one GPU kernel launch, at least)."""
     import tensorflow as tf
     from tensorflow.python.profiler import model_analyzer, option_builder
 
@@ -122,7 +127,8 @@ def network_flops(flow, batch: int = 1) -> float:
     graph = fn.get_concrete_function(*spec).graph
     opts = option_builder.ProfileOptionBuilder.float_operation()
     opts["output"] = "none"
-    return float(model_analyzer.profile(graph, options=opts).total_float_ops)
+    flops = float(model_analyzer.profile(graph, options=opts).total_float_ops)
+    return flops, len(graph.get_operations())
 
 
 def step_flops(flops_eval: float, cfg, batch: int) -> tuple[float, int]:
@@ -147,7 +153,7 @@ def part2(args) -> dict:
     p, g = args.ranks, args.gpus_per_node
     print(f"\nPart 2: per model, projected to {p} A100 on {p // g} nodes "
           f"({args.gpu_tflops:g} TFLOP/s per GPU, {args.net_gbs:g} GB/s all-reduce bandwidth, "
-          f"{args.latency_us:g} us per hop; assumptions)")
+          f"{args.latency_us:g} us per hop, {args.kernel_us:g} us per op launch; assumptions)")
     print(f"{'model':<12}{'params':>12}{'grad MB':>10}{'GFLOP/step':>12}{'FLOP/byte':>11}"
           f"{'comp ms':>9}{'comm ms':>9}{'eff 16':>8}{'speed-up':>10}")
     table = {}
@@ -157,8 +163,11 @@ def part2(args) -> dict:
         flow = ContinuousFlow(flow_config_from(cfg, exp.condition_dim, 0))
         n_params = int(sum(v.shape.num_elements() for v in flow.trainable_variables))
         grad_bytes = 4.0 * n_params
-        flops, evals = step_flops(network_flops(flow), cfg, cfg["BATCH"])
-        comp_s = flops / (args.gpu_tflops * 1e12)
+        flops_eval, n_ops = network_flops(flow)
+        flops, evals = step_flops(flops_eval, cfg, cfg["BATCH"])
+        # The same cost model in units of launched ops: small networks are launch-bound.
+        launches, _ = step_flops(float(n_ops), cfg, 1)
+        comp_s = max(flops / (args.gpu_tflops * 1e12), launches * args.kernel_us * 1e-6)
         comm_s = (2.0 * (p - 1) / p * grad_bytes / (args.net_gbs * 1e9)
                   + 2 * (p - 1) * args.latency_us * 1e-6)
         eff = comp_s / (comp_s + comm_s)
@@ -174,7 +183,7 @@ def part2(args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    measured = part1(args)
+    measured = {} if args.skip_measured else part1(args)
     projected = part2(args)
     summary = {"measured": measured, "projected": projected,
                "assumptions": {"gpu_tflops": args.gpu_tflops, "net_gbs": args.net_gbs,

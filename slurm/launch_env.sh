@@ -38,6 +38,10 @@ ffjord_setup_env() {
     [[ -n "$FFJORD_KIT_PORT_BASE" ]] || unset FFJORD_KIT_PORT_BASE
     # Horovod/NCCL across Perlmutter's Slingshot network (hsn0..3): let NCCL pick them.
     export NCCL_SOCKET_IFNAME=${NCCL_SOCKET_IFNAME:-hsn}
+    # Horovod's Gloo control plane on the same network, where the node has it.
+    if [[ -z "${HOROVOD_GLOO_IFACE:-}" && -e /sys/class/net/hsn0 ]]; then
+        export HOROVOD_GLOO_IFACE=hsn0
+    fi
     mkdir -p "$FFJORD_OUT/logs"
 }
 
