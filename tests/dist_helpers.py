@@ -66,9 +66,10 @@ def reference_weights(out: Path, **kw) -> list[np.ndarray]:
 
 
 def run_workers(n: int, mode: str, out: Path, backend: str = "auto", extra=(),
-                timeout_s: float = 400.0, argv=None, **kw) -> list[WorkerResult]:
-    argv = argv or [*CHECK, "--backend", backend, "--out", str(out), *CHECK_ARGS, *extra]
-    return launch_local(n, argv, mode=mode, extra_env=ENV, timeout_s=timeout_s, **kw)
+                timeout_s: float = 400.0, extra_env=None, **kw) -> list[WorkerResult]:
+    argv = [*CHECK, "--backend", backend, "--out", str(out), *CHECK_ARGS, *extra]
+    return launch_local(n, argv, mode=mode, extra_env={**ENV, **(extra_env or {})},
+                        timeout_s=timeout_s, **kw)
 
 
 def result_json(out: Path) -> dict:

@@ -31,9 +31,12 @@ def test_dead_worker_ends_the_other_with_a_clear_error(tmp_path):
             procs[1].send_signal(signal.SIGKILL)
             killed.append(True)
 
+    # A silent peer is caught by the watchdog after FFJORD_KIT_STEP_TIMEOUT; a closed
+    # connection sooner.
     results = run_workers(2, "tf_config", tmp_path, backend="tf",
                           extra=["--steps", "100000"], timeout_s=300,
-                          on_line=kill_rank1_at_step_2)
+                          on_line=kill_rank1_at_step_2,
+                          extra_env={"FFJORD_KIT_STEP_TIMEOUT": "20"})
     assert killed, describe(results)
     survivor = results[0]
     assert survivor.returncode not in (0, -9), describe(results)  # -9: our timeout killed it
