@@ -136,3 +136,63 @@ def train_and_resume(tmp_path, backend: str) -> None:
 @slow
 def test_simulated_srun_trains_and_resumes_with_tf(tmp_path):
     train_and_resume(tmp_path, "tf")
+
+
+FAKE_SRUN = """#!/bin/bash
+while [[ "$1" == --* ]]; do shift; done
+exec "$@"
+"""
+FAKE_SBATCH = """#!/bin/bash
+echo "$*" >> "$(dirname "$0")/sbatch_calls"
+"""
+# Stands in for train_parallel.py: trains until SIGTERM, then checkpoints and exits 0.
+FAKE_TRAINER = """import pathlib, signal, sys, time
+args = sys.argv[1:]
+out = pathlib.Path(args[args.index("--out") + 1])
+def stop(*_):
+    (out / "tag" / "checkpoint").mkdir(parents=True, exist_ok=True)
+    (out / "tag" / "checkpoint" / "state.json").write_text("{}")
+    print("checkpointed", " ".join(args), flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("training", " ".join(args), flush=True)
+time.sleep(120)
+"""
+
+
+def test_sbatch_time_limit_checkpoints_and_resubmits(tmp_path):
+    """USR1 (SLURM's --signal) -> SIGTERM to the ranks -> checkpoint -> sbatch again, and the
+    resubmitted job's command resumes with --load (srun and sbatch replaced by stand-ins)."""
+    import signal
+    import time
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("srun", FAKE_SRUN), ("sbatch", FAKE_SBATCH)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "trainer.py").write_text(FAKE_TRAINER)
+    out = tmp_path / "out"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_ID": "7", "SLURM_NTASKS": "1",
+           "SLURM_JOB_NODELIST": "nid001000", "SLURM_SUBMIT_DIR": str(ROOT),
+           "FFJORD_SCRIPT": str(tmp_path / "trainer.py"), "FFJORD_OUT": str(out),
+           "FFJORD_PYTHON": sys.executable, "FFJORD_VENV": str(tmp_path / "no_venv")}
+    job = subprocess.Popen(["bash", str(ROOT / "slurm/perlmutter_16gpu.sbatch")], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = out / "logs" / "job-7.log"
+    deadline = time.monotonic() + 60
+    while "training" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline and job.poll() is None, job.communicate()[0]
+        time.sleep(0.2)
+    job.send_signal(signal.SIGUSR1)
+    stdout = job.communicate(timeout=60)[0]
+    assert job.returncode == 0, stdout
+    assert "checkpointed --model_name calorimeter --backend tf" in log.read_text()
+    calls = (bin_dir / "sbatch_calls").read_text().splitlines()
+    assert len(calls) == 1 and "FFJORD_RESUBMIT_COUNT=1" in calls[0]
+    assert calls[0].endswith("slurm/perlmutter_16gpu.sbatch")
+    env_next = {**env, "FFJORD_RESUBMIT_COUNT": "1"}
+    script = "source slurm/launch_env.sh && ffjord_task_command"
+    argv = subprocess.run(["bash", "-c", script], env=env_next, cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout.split()
+    assert argv[-1] == "--load"
