@@ -140,6 +140,7 @@ mkdir -p "$WORK/dist"
 # Atomic cache fill: copy into a temporary sibling, then rename.
 mkdir -p "$CACHE_ROOT"
 STAGE=$(mktemp -d "$CACHE_ROOT/.stage.XXXXXX")
+chmod 755 "$STAGE"
 cp "$WORK"/dist/horovod-*.whl "$STAGE/"
 rm -rf "$CACHE_DIR"
 mv "$STAGE" "$CACHE_DIR"
