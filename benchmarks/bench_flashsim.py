@@ -9,6 +9,7 @@ Last line: one JSON object with the headline figures.
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -130,10 +131,12 @@ def main() -> int:
         flow_cfg = load_config(CONFIGS / cfg_file).flow
         res = {"tf": bench_tf(flow_cfg, batch, gen_batch, args.repeats,
                               np.random.default_rng(0))}
+        print(f"{name} tf: {json.dumps(res['tf'])}", file=sys.stderr, flush=True)
         if have_nflows:
             res["nflows"] = bench_nflows(flow_cfg, batch, gen_batch, args.repeats,
                                          np.random.default_rng(0))
         rows.append((name, batch, gen_batch, res))
+        print(f"{name}: {json.dumps(res)}", file=sys.stderr, flush=True)
         for k in ("train", "log_prob", "generate"):
             headline[f"{name}_{k}_per_s"] = round(res["tf"][k])
             if "nflows" in res:
