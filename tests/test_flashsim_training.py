@@ -57,8 +57,10 @@ def test_train_resume_identical_generate_validate(data, tmp_path):
     np.testing.assert_allclose(resumed["history"][1]["val_nll"], hist[1]["val_nll"], rtol=1e-6)
     flow_a, tr = load_trained(tmp_path / "full", JETS)
     flow_b, _ = load_trained(tmp_path / "split", JETS)
+    # Multi-threaded CPU reductions are not bitwise reproducible between runs (seen: 2e-5);
+    # a wrong resume (lost optimizer state, replayed batches) moves weights by ~lr = 3e-3.
     for a, b in zip(flow_a.variables, flow_b.variables, strict=True):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
 
     # Generation with upsampling: draws adjacent per gen object, physical units, integers exact.
     with h5py.File(data["test"][0], "r") as f:
