@@ -15,9 +15,10 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(PY) scripts/toy_ffjord.py --out runs/toy_ffjord
 
+# FFJORD_KIT_SLOW_TESTS=1: include the 2-rank train + kill + resume runs (both backends).
 test: $(STAMP)
 	$(PY) -m ruff check ffjord_kit scripts tests benchmarks
-	$(PY) -m pytest -q tests
+	FFJORD_KIT_SLOW_TESTS=1 $(PY) -m pytest -q tests
 
 lint: $(STAMP)
 	$(PY) -m ruff check ffjord_kit scripts tests benchmarks

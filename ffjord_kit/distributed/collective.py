@@ -7,6 +7,8 @@ under the watchdog's deadline, with lost-peer errors reported in one line.
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 import tensorflow as tf
 
@@ -36,11 +38,13 @@ class CollectiveBackend(Backend):
     def _guarded(self, what: str, timeout_s: float, fn, *args):
         return call_guarded(self.watchdog, what, timeout_s, self.lost_errors, fn, *args)
 
+    @abc.abstractmethod
     def _broadcast_from_chief(self, variables: list) -> None:
-        raise NotImplementedError
+        """Overwrite every rank's `variables` with rank 0's values."""
 
+    @abc.abstractmethod
     def _mean_tensor(self, tensor: tf.Tensor) -> tf.Tensor:
-        raise NotImplementedError
+        """`tensor` averaged over ranks."""
 
     def prepare(self, variables, optimizer=None) -> None:
         """Every rank starts from rank 0's weights and optimizer state (e.g. on resume)."""
