@@ -42,7 +42,7 @@ class Part1Settings:
     trace: str = "exact"  # training trace estimator
     atol: float = 1e-5  # evaluation (and dopri5 training) tolerances
     rtol: float = 1e-5
-    epochs: int = 100
+    epochs: int = 150
     batch_size: int = 512
     lr: float = 8e-3
     kinetic: float = 0.01
