@@ -41,7 +41,7 @@ def _import_flow():
     """ContinuousFlow, FlowConfig and make_loss_and_grad, imported late (they load TF)."""
     try:
         from ffjord_kit import backbones  # noqa: F401  (registers the backbones)
-        from ffjord_kit.flow import ContinuousFlow, FlowConfig
+        from ffjord_kit.flows.continuous import ContinuousFlow, FlowConfig
         from ffjord_kit.train_step import make_apply, make_loss_and_grad
     except ImportError as exc:
         raise UserError(f"the FFJORD model is not available yet ({exc}); benchmark "

@@ -32,7 +32,7 @@ def bench_tf(flow_cfg, batch, gen_batch, repeats, rng):
 
     from ffjord_kit.flashsim.generation import make_sampler
     from ffjord_kit.flashsim.training import make_train_step
-    from ffjord_kit.models.spline_coupling import SplineCouplingFlow
+    from ffjord_kit.flows.spline_coupling import SplineCouplingFlow
 
     flow = SplineCouplingFlow(flow_cfg)
     d, c = flow_cfg.features, flow_cfg.context_features

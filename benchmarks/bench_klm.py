@@ -19,13 +19,13 @@ import numpy as np
 import tensorflow as tf
 
 from ffjord_kit.errors import UserError, run_cli
+from ffjord_kit.flows.autoregressive_spline import AutoregressiveSplineConfig
 from ffjord_kit.klm.config import TrainingConfig, load_config
 from ffjord_kit.klm.model import KLMTimingModel
 from ffjord_kit.klm.preprocessing import KLMPreprocessing
 from ffjord_kit.klm.sampling import sample_physical
 from ffjord_kit.klm.synthetic import generate_table
 from ffjord_kit.klm.training import KLMTrainer
-from ffjord_kit.models.autoregressive_spline import AutoregressiveSplineConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,9 @@ def main() -> int:
     # Training step on copies of the weights: the benchmark must not change a loaded model.
     trainer = KLMTrainer(KLMTimingModel(type(model.flow)(model_cfg), model.prep),
                          TrainingConfig(batch_size=max(sizes)))
-    trainer.model.flow.set_weights(model.flow.get_weights())
+    for target, source in zip(trainer.model.flow.weight_variables(),
+                              model.flow.weight_variables(), strict=True):
+        target.assign(source)
     u_all = model.prep.encode_time(data.time)
     c_all = model.prep.encode_context(data.context)
     rng = np.random.default_rng(0)

@@ -87,7 +87,7 @@ def main() -> int:
 
     from ffjord_kit.flashsim.config import load_config
     from ffjord_kit.flashsim.training import make_train_step
-    from ffjord_kit.models.spline_coupling import SplineCouplingFlow
+    from ffjord_kit.flows.spline_coupling import SplineCouplingFlow
 
     cfg = load_config(Path(__file__).resolve().parent.parent / "configs/flashsim_jets_cpu.json")
     flow = SplineCouplingFlow(cfg.flow)

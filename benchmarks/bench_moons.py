@@ -26,7 +26,7 @@ import tensorflow as tf
 import tf_keras
 
 from ffjord_kit.data.moons import moons_entropy, sample_moons
-from ffjord_kit.flow import ContinuousFlow, FlowConfig
+from ffjord_kit.flows.continuous import ContinuousFlow, FlowConfig
 from ffjord_kit.train_step import make_apply, make_loss_and_grad
 from ffjord_kit.tutorial_part1 import Part1Settings
 

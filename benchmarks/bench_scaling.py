@@ -147,7 +147,7 @@ def step_flops(flops_eval: float, cfg, batch: int) -> tuple[float, int]:
 def part2(args) -> dict:
     from ffjord_kit.config import load_config
     from ffjord_kit.experiments import get_experiment
-    from ffjord_kit.flow import ContinuousFlow
+    from ffjord_kit.flows.continuous import ContinuousFlow
     from ffjord_kit.training.from_config import flow_config_from
 
     p, g = args.ranks, args.gpus_per_node

@@ -24,6 +24,11 @@ class DataError(UserError):
     """Input data is missing, misshaped or contains invalid values."""
 
 
+class ConditionError(DataError, ValueError):
+    """An input or condition of the wrong shape or dtype for a flow, or a condition missing
+    for a conditional flow (or given to an unconditional one). Every flow family raises it."""
+
+
 class TrainingDiverged(UserError):
     """Training produced a NaN or infinite loss that could not be recovered."""
 

@@ -29,8 +29,8 @@ import numpy as np
 import tensorflow as tf
 from scipy.special import logsumexp
 
-from .errors import DataError
-from .flow import ConditionError, ContinuousFlow, FlowConfig
+from .errors import ConditionError, DataError
+from .flows.continuous import ContinuousFlow, FlowConfig
 
 LogPrior = Callable[[tf.Tensor], tf.Tensor]
 

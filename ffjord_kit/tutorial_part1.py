@@ -21,7 +21,7 @@ from .data.moons import DEFAULT_NOISE, moons_entropy, moons_log_density, sample_
 from .errors import TrainingDiverged
 from .fileio import write_json
 from .fit import FitSettings, fit
-from .flow import ContinuousFlow, FlowConfig
+from .flows.continuous import ContinuousFlow, FlowConfig
 
 QUESTION_POINT = (0.0, 0.5)
 BASE_POINT = (-0.1, 0.6)
@@ -94,10 +94,10 @@ def answer_questions(flow: ContinuousFlow, s: Part1Settings, out: Path, log=prin
     answers["q1_log_prob_at_0_0.5"] = {
         "model": float(flow.log_prob(q).numpy()[0]),
         "true": float(moons_log_density(q, s.noise)[0])}
-    landed = flow.forward(np.array([BASE_POINT], np.float32)).numpy()[0]
+    landed = flow.to_data(np.array([BASE_POINT], np.float32))[0].numpy()[0]
     answers["q2_base_point_-0.1_0.6_lands_at"] = {
         "x": landed, "true_log_density_there": float(moons_log_density(landed[None], s.noise)[0])}
-    z_test = flow.inverse(x_test).numpy()
+    z_test = flow.to_latent(x_test)[0].numpy()
     answers["q3_inverse_of_moon_samples"] = normality_report(z_test)
 
     logp = batched_log_prob(flow, x_test)
@@ -119,7 +119,7 @@ def answer_questions(flow: ContinuousFlow, s: Part1Settings, out: Path, log=prin
     lim = ((-1.6, 2.6), (-1.1, 1.6))
     z_plot = np.random.default_rng(s.seed + 2).standard_normal((s.n_plot, 2)).astype(np.float32)
     plots2d.scatter(z_plot, out / "base_samples.png", "base samples z ~ N(0, I)")
-    plots2d.scatter(flow.forward(z_plot).numpy(), out / "flow_samples.png",
+    plots2d.scatter(flow.to_data(z_plot)[0].numpy(), out / "flow_samples.png",
                     "flow samples x = F(z)", color="tab:red", lim=lim)
     plots2d.scatter(z_test[: s.n_plot], out / "inverse_of_moons.png",
                     "moons pushed through the inverse", color="tab:green")

@@ -21,7 +21,7 @@ from . import plots_conditional as plots
 from .data.gaussians import AnalyticShiftedGaussianModel, ShiftedGaussian, TwoGaussians
 from .fileio import write_json
 from .fit import FitSettings, fit
-from .flow import ContinuousFlow, FlowConfig
+from .flows.continuous import ContinuousFlow, FlowConfig
 
 # Acceptance limits of the issue (docs/walkthrough_part2.md).
 ACCURACY_MARGIN = 0.01
@@ -129,8 +129,8 @@ def run_discrete(s: Part2Settings, out: Path, log=print) -> tuple[dict, dict]:
                  out / "discrete_samples.png")
 
     # where each Gaussian lands in base space: with its own and with the other condition
-    base_own = {k: flow.inverse(own[k], condition=float(k)).numpy() for k in (0, 1)}
-    base_wrong = {k: flow.inverse(own[k], condition=float(1 - k)).numpy() for k in (0, 1)}
+    base_own = {k: flow.to_latent(own[k], condition=float(k))[0].numpy() for k in (0, 1)}
+    base_wrong = {k: flow.to_latent(own[k], condition=float(1 - k))[0].numpy() for k in (0, 1)}
     a["base_space"] = {f"c={k} samples, inverted with c={k}": _cloud(base_own[k])
                        for k in (0, 1)}
     a["base_space"].update({f"c={k} samples, inverted with c={1 - k}": _cloud(base_wrong[k])

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from ffjord_kit import backbones  # noqa: F401
 from ffjord_kit.backbones.calorimeter_branches import N_FEATURES
-from ffjord_kit.flow import ContinuousFlow, FlowConfig
+from ffjord_kit.flows.continuous import ContinuousFlow, FlowConfig
 from ffjord_kit.networks import BACKBONES
 
 CASES = {

@@ -100,7 +100,7 @@ def test_scripts_end_to_end_and_bad_input(tmp_path):
     r = _run("scripts/train_flashsim.py", "--kind", "jets", "--quick", "--no-progress",
              "--data", str(tmp_path / "d"), "--out", str(tmp_path / "run"))
     assert r.returncode == 0, r.stderr
-    assert "val NLL" in r.stdout and (tmp_path / "run" / "model" / "config.json").is_file()
+    assert "val NLL" in r.stdout and (tmp_path / "run" / "model" / "flow.json").is_file()
     r = _run("scripts/generate_flashsim.py", "--kind", "jets", "--model", str(tmp_path / "run"),
              "--input", str(tmp_path / "d" / "test.h5"), "--out", str(tmp_path / "g.h5"),
              "--upsample", "2")

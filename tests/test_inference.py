@@ -11,8 +11,8 @@ from scipy.special import logsumexp
 
 from ffjord_kit import inference as inf
 from ffjord_kit.data.gaussians import AnalyticShiftedGaussianModel, ShiftedGaussian, TwoGaussians
-from ffjord_kit.errors import DataError, UserError
-from ffjord_kit.flow import ConditionError, ContinuousFlow, FlowConfig
+from ffjord_kit.errors import ConditionError, DataError, UserError
+from ffjord_kit.flows.continuous import ContinuousFlow, FlowConfig
 
 TOY = ShiftedGaussian(-3.0, 3.0)
 MODEL = AnalyticShiftedGaussianModel()

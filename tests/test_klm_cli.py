@@ -33,7 +33,7 @@ def test_quick_training_from_a_user_file_writes_reports(tmp_path):
     val = json.loads((out / "validation.json").read_text())
     assert len(val["bins"]) == 12 and 0.9 < val["sampling_acceptance_rate"] <= 1.0
     assert all(np.isfinite(b["ks"]) for b in val["bins"])
-    for name in ("overall.png", "bins.png", "summary.png", "model/weights.npz",
+    for name in ("overall.png", "bins.png", "summary.png", "model/flow.json",
                  "checkpoint/state.json", "history.json", "config_used.json"):
         assert (out / name).is_file(), name
 

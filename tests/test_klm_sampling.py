@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from ffjord_kit.flows.autoregressive_spline import AutoregressiveSplineConfig
 from ffjord_kit.klm.model import KLMTimingModel
 from ffjord_kit.klm.preprocessing import KLMPreprocessing
 from ffjord_kit.klm.sampling import (
@@ -14,7 +15,6 @@ from ffjord_kit.klm.sampling import (
     sample_physical,
     truncated_density,
 )
-from ffjord_kit.models.autoregressive_spline import AutoregressiveSplineConfig
 
 PREP = KLMPreprocessing((0.0, 2.0, 1.5, 0.5), (50.0, 0.3, 0.5, 1.0), time_mean=10.0,
                         time_std=4.0)

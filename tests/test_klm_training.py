@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ffjord_kit.errors import ConfigError, TrainingDiverged
+from ffjord_kit.flows.autoregressive_spline import AutoregressiveSplineConfig
 from ffjord_kit.klm.config import TrainingConfig
 from ffjord_kit.klm.model import KLMTimingModel
 from ffjord_kit.klm.preprocessing import KLMPreprocessing
@@ -14,7 +15,6 @@ from ffjord_kit.klm.schema import KLMTable
 from ffjord_kit.klm.split import split_table
 from ffjord_kit.klm.synthetic import generate_table
 from ffjord_kit.klm.training import KLMTrainer
-from ffjord_kit.models.autoregressive_spline import AutoregressiveSplineConfig
 
 MODEL = AutoregressiveSplineConfig(num_layers=2, hidden_units=16, hidden_layers=2, num_bins=6)
 TRAIN = TrainingConfig(learning_rate=3e-3, batch_size=128, epochs=2, checkpoint_every_steps=5)
@@ -70,9 +70,9 @@ def test_mid_epoch_resume_reproduces_the_uninterrupted_run(full_run, second_trai
     second = first
     state = second.fit(splits["train"], splits["val"], tmp_path, FP, log=lambda s: None)
     assert state.step == ref_state.step and state.epoch == 2
-    ref_w, w = reference.model.flow.get_weights(), second.model.flow.get_weights()
-    for key in ref_w:
-        np.testing.assert_allclose(w[key], ref_w[key], rtol=0, atol=1e-6, err_msg=key)
+    for v_ref, v in zip(reference.model.flow.weight_variables(),
+                        second.model.flow.weight_variables(), strict=True):
+        np.testing.assert_allclose(v.numpy(), v_ref.numpy(), rtol=0, atol=1e-6, err_msg=v.name)
     assert [h["val_nll"] for h in state.history] == pytest.approx(
         [h["val_nll"] for h in ref_state.history], abs=1e-6)
     with pytest.raises(ConfigError, match="different model/data/training setup"):
@@ -95,7 +95,7 @@ def test_nan_batches_are_skipped_and_counted_then_divergence_is_reported(second_
     batch_of_row[perm] = np.arange(len(train)) // cfg.batch_size
     expected = len({b for b in batch_of_row[:3] if b < n_batches})
     assert expected >= 1 and state.nan_steps == expected
-    assert all(np.isfinite(v).all() for v in trainer.model.flow.get_weights().values())
+    assert all(np.isfinite(v.numpy()).all() for v in trainer.model.flow.weight_variables())
     trainer.config = dataclasses.replace(cfg, max_nan_steps=3)
     all_nan = KLMTable(train.context, np.full(len(train), np.nan))
     with pytest.raises(TrainingDiverged, match="consecutive steps had a NaN"):

@@ -6,13 +6,13 @@ import dataclasses
 import numpy as np
 import pytest
 
+from ffjord_kit.flows.autoregressive_spline import AutoregressiveSplineConfig
 from ffjord_kit.klm.config import SamplingConfig, ValidationConfig
 from ffjord_kit.klm.model import KLMTimingModel
 from ffjord_kit.klm.preprocessing import KLMPreprocessing
 from ffjord_kit.klm.schema import KLMTable
 from ffjord_kit.klm.synthetic import draw_context
 from ffjord_kit.klm.validation import _floor, plot_validation, validate
-from ffjord_kit.models.autoregressive_spline import AutoregressiveSplineConfig
 
 PREP = KLMPreprocessing((0.0, 2.0, 1.5, 0.5), (50.0, 0.3, 0.5, 1.0), time_mean=12.0,
                         time_std=4.0)

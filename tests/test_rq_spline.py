@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ffjord_kit.models.rq_spline import (
+from ffjord_kit.flows.rq_spline import (
     SplineSettings,
     apply_rq_spline,
     identity_slope_logit,

@@ -6,8 +6,8 @@ import tensorflow as tf
 import tf_keras
 
 from ffjord_kit.errors import ConfigError, DataError, UserError
-from ffjord_kit.models.linear_lu import LULinear
-from ffjord_kit.models.spline_coupling import SplineCouplingFlow, SplineFlowConfig
+from ffjord_kit.flows.linear_lu import LULinear
+from ffjord_kit.flows.spline_coupling import SplineCouplingFlow, SplineFlowConfig
 
 SMALL = dict(features=5, context_features=3, num_flow_steps=4, hidden=16, num_blocks=2,
              num_bins=8, tail_bound=2.0)
@@ -30,15 +30,15 @@ def _data(n=64, seed=1):
 def test_inverse_of_forward_and_log_dets_cancel():
     x, c = _data()
     flow = _perturbed_flow()  # float64: exact up to rounding
-    z, ld = flow.inverse(x, condition=c)
-    xr, ld_back = flow.forward(z, condition=c)
+    z, ld = flow.to_latent(x, condition=c)
+    xr, ld_back = flow.to_data(z, condition=c)
     np.testing.assert_allclose(xr.numpy(), x, atol=1e-9)
     np.testing.assert_allclose(ld.numpy(), -ld_back.numpy(), atol=1e-8)
     # float32, weights moved moderately from the identity: 1e-5 round trip.
     flow32 = _perturbed_flow(dtype=tf.float32, stddev=0.05)
-    z, ld = flow32.inverse(x, condition=c)
+    z, ld = flow32.to_latent(x, condition=c)
     assert z.dtype == tf.float32 and not np.allclose(z.numpy(), x, atol=0.05)
-    np.testing.assert_allclose(flow32.forward(z, condition=c)[0].numpy(), x, atol=1e-5)
+    np.testing.assert_allclose(flow32.to_data(z, condition=c)[0].numpy(), x, atol=1e-5)
 
 
 def test_log_det_equals_brute_force_jacobian():
@@ -47,7 +47,7 @@ def test_log_det_equals_brute_force_jacobian():
     xt = tf.constant(x, tf.float64)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(xt)
-        z, ld = flow.inverse(xt, condition=c)
+        z, ld = flow.to_latent(xt, condition=c)
         rows = [z[:, i] for i in range(5)]
     # Row i of each sample's Jacobian: samples are independent (no training-mode batch norm).
     jac = np.stack([tape.gradient(r, xt).numpy() for r in rows], axis=1)
@@ -57,8 +57,8 @@ def test_log_det_equals_brute_force_jacobian():
     for j in range(5):
         dx = np.zeros_like(x, dtype=np.float64)
         dx[:, j] = eps
-        fd[:, :, j] = (flow.inverse(x + dx, condition=c)[0]
-                       - flow.inverse(x - dx, condition=c)[0]).numpy() / (2 * eps)
+        fd[:, :, j] = (flow.to_latent(x + dx, condition=c)[0]
+                       - flow.to_latent(x - dx, condition=c)[0]).numpy() / (2 * eps)
     np.testing.assert_allclose(np.linalg.slogdet(fd)[1], ld.numpy(), atol=1e-5)
     assert np.all(np.linalg.slogdet(jac)[0] > 0)
 
@@ -99,10 +99,11 @@ def test_save_load_identical_and_bad_paths(tmp_path):
     loaded = SplineCouplingFlow.load(tmp_path / "model")
     np.testing.assert_array_equal(flow.log_prob(x, condition=c).numpy(),
                                   loaded.log_prob(x, condition=c).numpy())
-    np.testing.assert_array_equal(flow.sample(c, seed=7).numpy(), loaded.sample(c, seed=7).numpy())
+    np.testing.assert_array_equal(flow.sample(len(c), c, seed=7).numpy(),
+                                  loaded.sample(len(c), c, seed=7).numpy())
     with pytest.raises(UserError, match="no saved flow"):
         SplineCouplingFlow.load(tmp_path / "missing")
-    with pytest.raises(DataError, match=r"\[N, 3\]"):
+    with pytest.raises(DataError, match=r"\(N, 3\)"):
         flow.log_prob(x, condition=c[:, :2])
     with pytest.raises(ConfigError, match="unknown flow setting"):
         SplineFlowConfig.from_dict({**SMALL, "bins": 3})
@@ -134,6 +135,6 @@ def test_training_lowers_nll_and_learns_condition():
         step(x[idx], c[idx])
     last = -float(tf.reduce_mean(flow.log_prob(x, condition=c)))
     assert last < first - 1.0
-    s_lo = flow.sample(np.full((2000, 1), -0.8, "float32"), seed=1).numpy()
-    s_hi = flow.sample(np.full((2000, 1), 0.8, "float32"), seed=1).numpy()
+    s_lo = flow.sample(2000, condition=-0.8, seed=1).numpy()
+    s_hi = flow.sample(2000, condition=0.8, seed=1).numpy()
     assert abs(s_lo[:, 0].mean() + 1.6) < 0.3 and abs(s_hi[:, 0].mean() - 1.6) < 0.3

@@ -35,7 +35,7 @@ def test_quick_run_writes_answers_plots_and_models(tmp_path):
     assert a["settings"]["c_low"] <= jf["fitted_c"] <= a["settings"]["c_high"]
     assert set(a["acceptance"]) >= {"discrete_accuracy_within_1_point_of_bayes",
                                     "coverage_68_in_range", "joint_fit_within_3_standard_errors"}
-    assert (out / "continuous_model" / "config.json").is_file()
+    assert (out / "continuous_model" / "flow.json").is_file()
     assert "acceptance:" in proc.stdout
 
 

@@ -36,7 +36,7 @@ def test_quick_run_writes_answers_and_plots(tmp_path):
     for name in ["base_samples.png", "flow_samples.png", "density.png", "trajectories.png",
                  "loss.png"]:
         assert (tmp_path / name).stat().st_size > 1000
-    assert (tmp_path / "model" / "config.json").is_file()
+    assert (tmp_path / "model" / "flow.json").is_file()
     assert "Q1" in res.stdout and "KL to truth" in res.stdout
 
 

@@ -28,7 +28,7 @@ def one_error_line(stderr: str) -> str:
 def check_run(out: Path, model: str) -> dict:
     run_dir = out / model
     for name in ("config.json", "history.json", "loss_curve.png", "metrics.json",
-                 "samples.npz", "model/config.json", "checkpoint/state.json"):
+                 "samples.npz", "model/flow.json", "checkpoint/state.json"):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     history = json.loads((run_dir / "history.json").read_text())

@@ -17,7 +17,7 @@ import tensorflow as tf
 from ffjord_kit.data.moons import sample_moons
 from ffjord_kit.distributed.backend import SingleProcess
 from ffjord_kit.errors import TrainingDiverged
-from ffjord_kit.flow import ContinuousFlow, FlowConfig
+from ffjord_kit.flows.continuous import ContinuousFlow, FlowConfig
 from ffjord_kit.training import ArrayData, ShardedBatches, Trainer, TrainSettings
 from ffjord_kit.training.checkpoint import model_variables
 from ffjord_kit.training.schedule import EarlyStopping, ReduceOnPlateau

@@ -22,7 +22,7 @@ import tf_keras
 from ..data.moons import sample_moons
 from ..errors import UserError
 from ..fileio import atomic_path, ensure_writable_dir, write_json
-from ..flow import ContinuousFlow, FlowConfig
+from ..flows.continuous import ContinuousFlow, FlowConfig
 from ..train_step import make_apply, make_loss_and_grad
 from .backend import Backend
 

@@ -64,7 +64,7 @@ def batched_log_prob(flow, x: np.ndarray, condition: np.ndarray | None = None,
 def make_sampler(flow):
     """`sample(n, condition=None, seed=0) -> (n, D) float32`: draws as `flow.sample` (base
     points from numpy's generator `seed`) with the base-to-data solve compiled once."""
-    forward = tf.function(lambda zb, cb: flow.forward(zb, cb))
+    forward = tf.function(lambda zb, cb: flow.to_data(zb, cb)[0])
 
     def sample(n: int, condition: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
         z = np.random.default_rng(seed).standard_normal((n, flow.config.dim))

@@ -14,7 +14,7 @@ from ..config import Config, load_config
 from ..distributed.backend import Backend
 from ..errors import UserError
 from ..fileio import ensure_writable_dir, write_json
-from ..flow import ContinuousFlow
+from ..flows.continuous import ContinuousFlow
 from ..training import (
     CheckpointStore,
     ShardedBatches,

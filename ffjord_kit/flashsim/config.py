@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import ConfigError
-from ..models.spline_coupling import SplineFlowConfig
+from ..flows.spline_coupling import SplineFlowConfig
 from .schemas import Schema, get_schema
 
 

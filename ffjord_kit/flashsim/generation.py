@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..fileio import atomic_path
-from ..models.spline_coupling import SplineCouplingFlow
+from ..flows.spline_coupling import SplineCouplingFlow
 from .preprocessing import ModelTransform, targets_to_reco
 from .reader import DATASET
 
@@ -31,7 +31,7 @@ def make_sampler(flow: SplineCouplingFlow):
                                   tf.TensorSpec([2], tf.int32)])
     def sample(c, seed):
         z = tf.random.stateless_normal([tf.shape(c)[0], d], seed=seed)
-        return flow.forward(z, condition=c)[0]
+        return flow.to_data(z, condition=c)[0]
 
     return sample
 

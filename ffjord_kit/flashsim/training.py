@@ -29,7 +29,7 @@ import tf_keras
 
 from ..errors import DataError, TrainingDiverged, UserError
 from ..fileio import ensure_writable_dir, existing_dir, new_tmp_dir, replace_dir, write_json
-from ..models.spline_coupling import SplineCouplingFlow
+from ..flows.spline_coupling import SplineCouplingFlow
 from .config import FlashSimConfig
 from .preprocessing import ModelTransform, drop_nonfinite_rows
 from .reader import ChunkedReader, make_dataset, read_rows

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..models.autoregressive_spline import AutoregressiveSplineConfig
+from ..flows.autoregressive_spline import AutoregressiveSplineConfig
 
 
 def _from_dict(cls, d: dict, section: str):

@@ -13,10 +13,11 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ConfigError, DataError
-from ..models.autoregressive_spline import (
+from ..flows.autoregressive_spline import (
     AutoregressiveSplineConfig,
     ConditionalAutoregressiveSplineFlow,
 )
+from ..flows.base import load_metadata
 from .preprocessing import KLMPreprocessing
 
 
@@ -32,7 +33,7 @@ class KLMTimingModel:
         spec = [tf.TensorSpec([None, 1], tf.float32), tf.TensorSpec([None, 4], tf.float32)]
         self._log_prob = tf.function(lambda u, c: flow.log_prob(u, condition=c),
                                      input_signature=spec)
-        self._inverse = tf.function(lambda z, c: flow.inverse(z, condition=c)[0],
+        self._inverse = tf.function(lambda z, c: flow.to_data(z, condition=c)[0],
                                     input_signature=spec)
 
     @classmethod
@@ -61,13 +62,13 @@ class KLMTimingModel:
         return self.prep.decode_time(np.concatenate(out))
 
     def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
-        """Flow weights, architecture and preprocessing into folder `path` (atomic)."""
+        """The model folder (flows/base.py) with the preprocessing in its metadata (atomic)."""
         return self.flow.save(path, {"preprocessing": self.prep.to_dict(), **(metadata or {})})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> KLMTimingModel:
         flow = ConditionalAutoregressiveSplineFlow.load(path)
-        meta = ConditionalAutoregressiveSplineFlow.load_metadata(path)
+        meta = load_metadata(path)
         if "preprocessing" not in meta:
             raise DataError(f"{path} is a flow but not a KLM timing model (no preprocessing)")
         return cls(flow, KLMPreprocessing.from_dict(meta["preprocessing"]))

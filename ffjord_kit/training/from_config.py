@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from ..config import Config
-from ..flow import FlowConfig
+from ..flows.continuous import FlowConfig
 from .loop import TrainSettings
 
 

@@ -3,8 +3,10 @@
     flow = ContinuousFlow(FlowConfig(dim=2))
     flow.log_prob(x)                       # (N,) nats
     flow.sample(1000, seed=1)              # (1000, 2)
-    z = flow.inverse(x); x2 = flow.forward(z)
+    z, log_det = flow.to_latent(x); x2, _ = flow.to_data(z)
     flow.log_prob(x, condition=c)          # conditional flows: c of shape (N, C) or (C,)
+
+It implements the flow contract of `flows/base.py` (family "continuous").
 
 Two solver/trace settings live in the config: `train_*` (used by `loss`, i.e. by training)
 and `eval_*` (used by every public call: accurate adaptive solve and exact trace by default).
@@ -14,32 +16,25 @@ Conditions reach TFP through its name-keyed `bijector_kwargs`; that plumbing sta
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from . import networks
+from .. import networks
+from .base import Flow, register_family
 from .dynamics import Dynamics
-from .errors import UserError
-from .fileio import existing_dir, new_tmp_dir, replace_dir
 from .ode import make_solver
 from .trace import augmented_dynamics, check_trace, draw_probe
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
 
-class ConditionError(UserError, ValueError):
-    """A condition of the wrong shape or dtype, or one missing/unexpected for this model."""
-
-
 @dataclass
 class FlowConfig:
-    """Everything needed to rebuild a `ContinuousFlow` (saved as config.json).
+    """Everything needed to rebuild a `ContinuousFlow` (saved in the model folder's flow.json).
 
     dim: D, data dimension. condition_dim: C (0: unconditional). num_stacked: FFJORD blocks.
     backbone / backbone_kwargs: a name in `networks.BACKBONES` and its settings.
@@ -102,8 +97,11 @@ class _FFJORD(tfb.FFJORD):
         self._inv_state_time_derivative_fn = dynamics.reversed(final_time)
 
 
-class ContinuousFlow(tf.Module):
+@register_family
+class ContinuousFlow(Flow):
     """A stack of FFJORD blocks z -> x over N(0, I_D); `condition=` on every public call."""
+
+    family = "continuous"
 
     def __init__(self, config: FlowConfig, name: str | None = "continuous_flow"):
         super().__init__(name=name)
@@ -150,50 +148,21 @@ class ContinuousFlow(tf.Module):
             return {}
         return {b.name: {"condition": condition} for b in self._chains[mode].bijectors}
 
-    def prepare_condition(self, condition, n) -> tf.Tensor | None:
-        """Check and broadcast a condition to (n, C) float32; None for unconditional models."""
-        c_dim = self.config.condition_dim
-        if c_dim == 0:
-            if condition is not None:
-                raise ConditionError("this flow is unconditional (condition_dim=0) but a "
-                                     "condition was given")
-            return None
-        if condition is None:
-            raise ConditionError(f"this flow is conditional: pass condition= of shape "
-                                 f"(N, {c_dim}) or ({c_dim},)")
-        if isinstance(condition, tf.Tensor):
-            if not condition.dtype.is_floating and not condition.dtype.is_integer:
-                raise ConditionError(f"condition must be numeric, got dtype {condition.dtype}")
-            c = tf.cast(condition, tf.float32)
-        else:
-            arr = np.asarray(condition)
-            if arr.dtype.kind not in "biuf":
-                raise ConditionError(f"condition must be numeric with shape (N, {c_dim}), "
-                                     f"got dtype {arr.dtype}")
-            c = tf.constant(arr, tf.float32)
-        if c.shape.rank == 0 or (c.shape.rank == 1 and c_dim == 1 and c.shape[0] != n
-                                 and c.shape[0] == 1):
-            c = tf.reshape(c, [1, 1]) if c.shape.rank == 0 else c[None]
-        elif c.shape.rank == 1 and c_dim == 1:
-            c = c[:, None]
-        elif c.shape.rank == 1:
-            c = c[None]
-        if c.shape.rank != 2 or c.shape[-1] != c_dim:
-            raise ConditionError(f"condition must have shape (N, {c_dim}) or ({c_dim},), "
-                                 f"got {tuple(c.shape)}")
-        if c.shape[0] == 1 and n != 1:
-            c = tf.repeat(c, n, axis=0)
-        elif c.shape[0] is not None and n is not None and c.shape[0] != n:
-            raise ConditionError(f"condition has {c.shape[0]} rows but the input has {n}; "
-                                 f"expected shape ({n}, {c_dim})")
-        return c
+    @property
+    def dim(self) -> int:
+        return self.config.dim
 
-    def _prepare_x(self, x) -> tf.Tensor:
-        x = tf.convert_to_tensor(x, tf.float32)
-        if x.shape.rank != 2 or x.shape[-1] != self.config.dim:
-            raise ConditionError(f"input must have shape (N, {self.config.dim}), "
-                                 f"got {tuple(x.shape)}")
-        return x
+    @property
+    def condition_dim(self) -> int:
+        return self.config.condition_dim
+
+    @classmethod
+    def from_config_dict(cls, config: dict, dtype: str = "float32") -> ContinuousFlow:
+        return cls(FlowConfig.from_dict(config))
+
+    def _inputs(self, x, condition):
+        x = self.check_input(x)
+        return x, self.prepare_condition(condition, x)
 
     def _set_training(self, training: bool) -> None:
         for dyn in self._dynamics:
@@ -203,17 +172,22 @@ class ContinuousFlow(tf.Module):
         dist = tfd.TransformedDistribution(self.base, self._chains[mode])
         return dist.log_prob(x, bijector_kwargs=self._bijector_kwargs(mode, c))
 
-    def _forward(self, z, c):
-        return self._chains["eval"].forward(z, **self._bijector_kwargs("eval", c))
+    def _to_data(self, z, c):
+        # TFP's FFJORD solves state and log-det together and caches the log-det: one solve.
+        chain, kwargs = self._chains["eval"], self._bijector_kwargs("eval", c)
+        return (chain.forward(z, **kwargs),
+                chain.forward_log_det_jacobian(z, event_ndims=1, **kwargs))
 
-    def _inverse(self, x, c):
-        return self._chains["eval"].inverse(x, **self._bijector_kwargs("eval", c))
+    def _to_latent(self, x, c):
+        chain, kwargs = self._chains["eval"], self._bijector_kwargs("eval", c)
+        return (chain.inverse(x, **kwargs),
+                chain.inverse_log_det_jacobian(x, event_ndims=1, **kwargs))
 
     def _call(self, name: str, x, c, mode: str = "eval"):
         """Run `name` as a tf.function when called eagerly (one trace per input signature);
         inline when already inside a traced function (e.g. a training step)."""
         impl = {"log_prob": lambda a, b: self._log_prob(a, b, mode),
-                "forward": self._forward, "inverse": self._inverse}[name]
+                "to_data": self._to_data, "to_latent": self._to_latent}[name]
         if not tf.executing_eagerly():
             return impl(x, c)
         key = (name, mode)
@@ -224,31 +198,22 @@ class ContinuousFlow(tf.Module):
     # ----------------------------------------------------------------------------- public API
     def log_prob(self, x, condition=None, mode: str = "eval") -> tf.Tensor:
         """log p(x | condition) in nats, shape (N,), for x of shape (N, D)."""
-        x = self._prepare_x(x)
-        return self._call("log_prob", x, self.prepare_condition(condition, x.shape[0]), mode)
+        return self._call("log_prob", *self._inputs(x, condition), mode)
 
-    def forward(self, z, condition=None) -> tf.Tensor:
-        """Base -> data: x = F(z | condition), shape (N, D)."""
-        z = self._prepare_x(z)
-        return self._call("forward", z, self.prepare_condition(condition, z.shape[0]))
+    def to_data(self, z, condition=None) -> tuple[tf.Tensor, tf.Tensor]:
+        """Base -> data: x = F(z | condition) (N, D) and log|det dx/dz| (N,)."""
+        return self._call("to_data", *self._inputs(z, condition))
 
-    def inverse(self, x, condition=None) -> tf.Tensor:
-        """Data -> base: z = F^-1(x | condition), shape (N, D)."""
-        x = self._prepare_x(x)
-        return self._call("inverse", x, self.prepare_condition(condition, x.shape[0]))
-
-    def sample(self, n: int, condition=None, seed: int | None = None) -> tf.Tensor:
-        """n draws from p(x | condition), shape (n, D); reproducible for an integer seed."""
-        z = np.random.default_rng(seed).standard_normal((n, self.config.dim)).astype(np.float32)
-        return self.forward(z, condition)
+    def to_latent(self, x, condition=None) -> tuple[tf.Tensor, tf.Tensor]:
+        """Data -> base: z = F^-1(x | condition) (N, D) and log|det dz/dx| (N,)."""
+        return self._call("to_latent", *self._inputs(x, condition))
 
     def trajectory(self, z, times, condition=None) -> np.ndarray:
         """States along the flow from base (time 0) to data (time 1), shape (len(times), N, D).
 
         `times` are fractions in [0, 1] of the whole stack; block i covers [i/K, (i+1)/K].
         """
-        z = self._prepare_x(z)
-        c = self.prepare_condition(condition, z.shape[0])
+        z, c = self._inputs(z, condition)
         kwargs = {} if c is None else {"condition": c}
         times = np.asarray(times, dtype=np.float64)
         if times.ndim != 1 or np.any(np.diff(times) <= 0) or times[0] < 0 or times[-1] > 1:
@@ -267,8 +232,8 @@ class ContinuousFlow(tf.Module):
         return np.stack(out)
 
     # ----------------------------------------------------------------------------- training
-    def loss(self, x, condition=None, kinetic: float = 0.0, jacobian: float = 0.0,
-             training: bool = True) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    def loss(self, x, condition=None, training: bool = True, kinetic: float = 0.0,
+             jacobian: float = 0.0) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """Training objective: mean NLL (nats) + kinetic * E|f|^2 + jacobian * E|J|_F^2.
 
         Uses the train solver and trace estimator. With both weights zero this is TFP's
@@ -289,8 +254,7 @@ class ContinuousFlow(tf.Module):
 
     def _log_prob_regularized(self, x, condition=None):
         """log p(x), integral |f|^2 dt and integral |J|_F^2 dt (summed over blocks), (N,) each."""
-        x = self._prepare_x(x)
-        c = self.prepare_condition(condition, x.shape[0])
+        x, c = self._inputs(x, condition)
         constants = {} if c is None else {"condition": c}
         kind, solver, big_t = self._traces["train"], self._solvers["train"], \
             self.config.final_time
@@ -318,19 +282,6 @@ class ContinuousFlow(tf.Module):
         """ODE function evaluations since the last `reset_nfe` (forward and backward)."""
         return int(self.nfe_counter.numpy())
 
-    def save(self, path: str | Path) -> Path:
-        """Write config.json and the weights to folder `path`, atomically."""
-        tmp = new_tmp_dir(path)
-        (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
-        tf.train.Checkpoint(flow=self).write(str(tmp / "weights"))
-        return replace_dir(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> ContinuousFlow:
-        """Rebuild a flow saved with `save` (no need to re-create it by hand)."""
-        folder = existing_dir(path)
-        if folder is None or not (folder / "config.json").is_file():
-            raise UserError(f"no saved flow at {path} (expected {path}/config.json)")
-        flow = cls(FlowConfig.from_dict(json.loads((folder / "config.json").read_text())))
-        tf.train.Checkpoint(flow=flow).read(str(folder / "weights")).assert_consumed()
-        return flow
+    def weight_variables(self) -> list[tf.Variable]:
+        """The backbones' variables (not the probe generator or the NFE counter)."""
+        return [v for b in self.backbones for v in b.variables]

@@ -8,31 +8,26 @@ reversed between layers so every feature conditions on every other one somewhere
 For D = 1 the masks cut the x input entirely and each layer's network is a plain MLP of the
 context, which is the EIC KLM timing setting.
 
-Directions:
-  forward(x, condition)  -> (z, log|dz/dx|)   data -> latent, one network pass per layer
-  inverse(z, condition)  -> (x, log|dx/dz|)   latent -> data, D network passes per layer
-  log_prob(x, condition) = log N(forward(x); 0, I) + log|dz/dx|
-  sample(condition)      = inverse(z ~ N(0, I))
+Directions (the flow contract of flows/base.py, family "autoregressive_spline"):
+  to_latent(x, condition) -> (z, log|dz/dx|)   data -> latent, one network pass per layer
+  to_data(z, condition)   -> (x, log|dx/dz|)   latent -> data, D network passes per layer
+  log_prob(x, condition)  = log N(to_latent(x); 0, I) + log|dz/dx|
+  sample(n, condition)    = to_data(z ~ N(0, I))
 
 Shapes: x, z (N, D) float32; condition (N, context_dim) float32; log-dets and log_prob (N,).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from ..errors import ConfigError, DataError
-from ..fileio import existing_dir, new_tmp_dir, replace_dir, write_json
+from ..errors import ConfigError
+from .base import Flow, register_family
 from .rq_spline import SplineSettings, apply_rq_spline, identity_slope_logit
 
-_LOG_2PI = math.log(2.0 * math.pi)
 _ACTIVATIONS = {"relu": tf.nn.relu, "gelu": tf.nn.gelu, "tanh": tf.tanh, "silu": tf.nn.silu}
 
 
@@ -158,11 +153,14 @@ class MADESplineConditioners(tf.Module):
         return tf.reshape(out, [-1, self.config.dim, self.params_per_feature])
 
 
-class ConditionalAutoregressiveSplineFlow(tf.Module):
+@register_family
+class ConditionalAutoregressiveSplineFlow(Flow):
     """Stack of conditional autoregressive RQ-spline layers over a standard normal base.
 
     All public methods take `condition=` (N, context_dim); use context_dim = 0 and
     condition=None for an unconditional flow."""
+
+    family = "autoregressive_spline"
 
     def __init__(self, config: AutoregressiveSplineConfig | None = None,
                  name: str | None = None):
@@ -172,30 +170,30 @@ class ConditionalAutoregressiveSplineFlow(tf.Module):
                                      tail_bound=self.config.tail_bound)
         self.conditioners = MADESplineConditioners(self.config, name="made")
 
-    # -- input checks -------------------------------------------------------------------
-    def _prepare(self, x, condition) -> tuple[tf.Tensor, tf.Tensor]:
-        x = tf.convert_to_tensor(x, tf.float32)
-        if x.shape.rank != 2 or (x.shape[-1] is not None and x.shape[-1] != self.config.dim):
-            raise DataError(f"flow input must have shape (N, {self.config.dim}), got {x.shape}")
-        if self.config.context_dim == 0:
-            if condition is not None:
-                raise DataError("this flow is unconditional (context_dim 0): pass condition=None")
-            return x, tf.zeros([tf.shape(x)[0], 0], tf.float32)
-        if condition is None:
-            raise DataError(f"condition= is required, shape (N, {self.config.context_dim})")
-        c = tf.convert_to_tensor(condition, tf.float32)
-        if c.shape.rank != 2 or (c.shape[-1] is not None
-                                 and c.shape[-1] != self.config.context_dim):
-            raise DataError(f"condition must have shape (N, {self.config.context_dim}), "
-                            f"got {c.shape}")
-        if x.shape[0] is not None and c.shape[0] is not None and x.shape[0] != c.shape[0]:
-            raise DataError(f"condition has {c.shape[0]} rows but the input has {x.shape[0]}")
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    @property
+    def condition_dim(self) -> int:
+        return self.config.context_dim
+
+    @classmethod
+    def from_config_dict(cls, config: dict, dtype: str = "float32"
+                         ) -> ConditionalAutoregressiveSplineFlow:
+        return cls(AutoregressiveSplineConfig.from_dict(config))
+
+    def _inputs(self, x, condition) -> tuple[tf.Tensor, tf.Tensor]:
+        x = self.check_input(x)
+        c = self.prepare_condition(condition, x)
+        if c is None:
+            c = tf.zeros(tf.stack([tf.shape(x)[0], 0]), tf.float32)
         return x, c
 
     # -- transforms ---------------------------------------------------------------------
-    def forward(self, x, condition=None) -> tuple[tf.Tensor, tf.Tensor]:
+    def to_latent(self, x, condition=None) -> tuple[tf.Tensor, tf.Tensor]:
         """Data x (N, D) -> latent z (N, D) and log|det dz/dx| (N,)."""
-        x, c = self._prepare(x, condition)
+        x, c = self._inputs(x, condition)
         log_det = tf.zeros(tf.shape(x)[:1], x.dtype)
         weights = self.conditioners.per_layer()
         for i in range(self.config.num_layers):
@@ -205,10 +203,10 @@ class ConditionalAutoregressiveSplineFlow(tf.Module):
             log_det += tf.reduce_sum(ld, axis=-1)
         return x, log_det
 
-    def inverse(self, z, condition=None) -> tuple[tf.Tensor, tf.Tensor]:
+    def to_data(self, z, condition=None) -> tuple[tf.Tensor, tf.Tensor]:
         """Latent z (N, D) -> data x (N, D) and log|det dx/dz| (N,). Each layer needs D
         sequential network passes (pass d fixes feature d)."""
-        z, c = self._prepare(z, condition)
+        z, c = self._inputs(z, condition)
         log_det = tf.zeros(tf.shape(z)[:1], z.dtype)
         weights = self.conditioners.per_layer()
         for i in reversed(range(self.config.num_layers)):
@@ -219,78 +217,3 @@ class ConditionalAutoregressiveSplineFlow(tf.Module):
             log_det += tf.reduce_sum(ld, axis=-1)
             z = tf.reverse(x, axis=[-1]) if i > 0 else x
         return z, log_det
-
-    def log_prob(self, x, condition=None) -> tf.Tensor:
-        """log p(x | condition) in nats, shape (N,)."""
-        z, log_det = self.forward(x, condition)
-        base = -0.5 * tf.reduce_sum(z * z, axis=-1) - 0.5 * self.config.dim * _LOG_2PI
-        return base + log_det
-
-    def sample(self, condition=None, num_samples: int | None = None,
-               seed: int | tf.Tensor | None = None) -> tf.Tensor:
-        """One sample per condition row (N, D); or `num_samples` rows when unconditional.
-        `seed` (int or a shape-[2] stateless seed tensor) makes the draw reproducible."""
-        if condition is not None:
-            n = tf.shape(tf.convert_to_tensor(condition))[0]
-        elif num_samples is not None:
-            n = num_samples
-        else:
-            raise DataError("sample needs condition= or num_samples")
-        shape = tf.stack([n, self.config.dim]) if isinstance(n, tf.Tensor) else [n, self.config.dim]
-        if seed is None:
-            z = tf.random.normal(shape)
-        else:
-            s = tf.constant([int(seed), 0], tf.int64) if isinstance(seed, int) else seed
-            z = tf.random.stateless_normal(shape, seed=s)
-        return self.inverse(z, condition)[0]
-
-    # -- persistence --------------------------------------------------------------------
-    def get_weights(self) -> dict[str, np.ndarray]:
-        """All variables by stable name ('kernel_1': (num_layers, in, out), ...)."""
-        made = self.conditioners
-        out = {f"kernel_{j}": k.numpy() for j, k in enumerate(made.kernels)}
-        out.update({f"bias_{j}": b.numpy() for j, b in enumerate(made.biases)})
-        return out
-
-    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        """Assign variables from `get_weights` output; shape or name mismatch -> DataError."""
-        made = self.conditioners
-        pairs = [(f"kernel_{j}", k) for j, k in enumerate(made.kernels)]
-        pairs += [(f"bias_{j}", b) for j, b in enumerate(made.biases)]
-        for key, var in pairs:
-            if key not in weights:
-                raise DataError(f"saved weights lack {key!r}")
-            if tuple(weights[key].shape) != tuple(var.shape):
-                raise DataError(f"saved weight {key!r} has shape {weights[key].shape}, "
-                                f"model expects {tuple(var.shape)}")
-        for key, var in pairs:
-            var.assign(weights[key])
-
-    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
-        """Write config.json (architecture + `metadata`) and weights.npz into folder `path`,
-        atomically (a kill leaves the previous save intact)."""
-        tmp = new_tmp_dir(path)
-        write_json(tmp / "config.json", {"model": self.config.to_dict(),
-                                         "metadata": metadata or {}})
-        np.savez(tmp / "weights.npz", **self.get_weights())
-        return replace_dir(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> ConditionalAutoregressiveSplineFlow:
-        """Rebuild a flow saved with `save`."""
-        folder = existing_dir(path)
-        if folder is None or not (folder / "config.json").is_file():
-            raise DataError(f"no saved flow at {path} (expected config.json and weights.npz)")
-        cfg = json.loads((folder / "config.json").read_text())
-        flow = cls(AutoregressiveSplineConfig.from_dict(cfg["model"]))
-        with np.load(folder / "weights.npz") as npz:
-            flow.set_weights({k: npz[k] for k in npz.files})
-        return flow
-
-    @staticmethod
-    def load_metadata(path: str | os.PathLike) -> dict:
-        """The `metadata` dict stored by `save`."""
-        folder = existing_dir(path)
-        if folder is None or not (folder / "config.json").is_file():
-            raise DataError(f"no saved flow at {path}")
-        return json.loads((folder / "config.json").read_text()).get("metadata", {})

@@ -9,24 +9,22 @@ with the context (the condition) and predicts 3K - 1 spline parameters per trans
 Unnormalised widths and heights are divided by sqrt(hidden), as nflows does, so that a freshly
 initialised network gives near-uniform bins.
 
-Direction convention: `inverse(x)` maps data to latent (used by `log_prob`), `forward(z)` maps
-latent to data (used by `sample`); both return (outputs [N, D], log|det J| [N]) of the map they
-apply. Every public method takes the condition as `condition=` [N, C] (float32).
+It implements the flow contract of `flows/base.py` (family "spline_coupling"): `to_latent(x)`
+maps data to latent (used by `log_prob`), `to_data(z)` latent to data (used by `sample`); both
+return (outputs [N, D], log|det J| [N]) of the map they apply. Every public method takes the
+condition as `condition=` [N, C].
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from ..errors import ConfigError, DataError, UserError
-from ..fileio import existing_dir, new_tmp_dir, replace_dir
+from ..errors import ConfigError
+from .base import Flow, register_family
 from .linear_lu import FixedPermutation, LULinear
 from .residual_conditioner import ResidualConditioner
 from .rq_spline import SplineSettings, rq_spline_forward, rq_spline_inverse, spline_knots
@@ -66,6 +64,9 @@ class SplineFlowConfig:
     def spline_settings(self) -> SplineSettings:
         return SplineSettings(self.num_bins, self.tail_bound, self.min_bin_width,
                               self.min_bin_height, self.min_derivative)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> SplineFlowConfig:
@@ -123,14 +124,17 @@ class SplineCoupling(tf.Module):
         return self._apply(z, condition, training, rq_spline_inverse)
 
 
-class SplineCouplingFlow(tf.Module):
+@register_family
+class SplineCouplingFlow(Flow):
     """Conditional density p(x | condition) over x in R^D with a standard Normal base.
 
     `dtype` (float32 by default; float64 for exactness checks) applies to weights and inputs.
     """
 
+    family = "spline_coupling"
+
     def __init__(self, config: SplineFlowConfig | dict, name: str | None = None,
-                 dtype: tf.DType = tf.float32):
+                 dtype: tf.DType | str = tf.float32):
         super().__init__(name=name or "spline_coupling_flow")
         if isinstance(config, dict):
             config = SplineFlowConfig.from_dict(config)
@@ -146,21 +150,30 @@ class SplineCouplingFlow(tf.Module):
                                             name="perm_final"),
                            LULinear(d, name="lu_final", dtype=self.dtype)])
 
-    # ---- maps -------------------------------------------------------------------------------
-    def _check(self, x: tf.Tensor, condition: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        x = tf.cast(x, self.dtype)
-        condition = tf.cast(condition, self.dtype)
-        if x.shape.rank != 2 or (x.shape[1] is not None and x.shape[1] != self.config.features):
-            raise DataError(f"flow input must be [N, {self.config.features}], got {x.shape}")
-        if condition.shape.rank != 2 or (condition.shape[1] is not None
-                                         and condition.shape[1] != self.config.context_features):
-            raise DataError(f"condition must be [N, {self.config.context_features}], "
-                            f"got {condition.shape}")
-        return x, condition
+    @property
+    def dim(self) -> int:
+        return self.config.features
 
-    def inverse(self, x, condition, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    @property
+    def condition_dim(self) -> int:
+        return self.config.context_features
+
+    @classmethod
+    def from_config_dict(cls, config: dict, dtype: str = "float32") -> SplineCouplingFlow:
+        return cls(SplineFlowConfig.from_dict(config), dtype=dtype)
+
+    # ---- maps -------------------------------------------------------------------------------
+    def _inputs(self, x, condition) -> tuple[tf.Tensor, tf.Tensor]:
+        x = self.check_input(x)
+        c = self.prepare_condition(condition, x)
+        if c is None:  # unconditional: the conditioners see an empty context
+            c = tf.zeros(tf.stack([tf.shape(x)[0], 0]), self.dtype)
+        return x, c
+
+    def to_latent(self, x, condition=None, training: bool = False
+                  ) -> tuple[tf.Tensor, tf.Tensor]:
         """Data x [N, D] -> latent z [N, D] and log|det dz/dx| [N]."""
-        x, condition = self._check(x, condition)
+        x, condition = self._inputs(x, condition)
         total = tf.zeros(tf.shape(x)[:1], self.dtype)
         for step in self.steps:
             for layer in step:
@@ -171,9 +184,10 @@ class SplineCouplingFlow(tf.Module):
                 total += ld
         return x, total
 
-    def forward(self, z, condition, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    def to_data(self, z, condition=None, training: bool = False
+                ) -> tuple[tf.Tensor, tf.Tensor]:
         """Latent z [N, D] -> data x [N, D] and log|det dx/dz| [N]."""
-        z, condition = self._check(z, condition)
+        z, condition = self._inputs(z, condition)
         total = tf.zeros(tf.shape(z)[:1], self.dtype)
         for step in reversed(self.steps):
             for layer in reversed(step):
@@ -184,49 +198,10 @@ class SplineCouplingFlow(tf.Module):
                 total += ld
         return z, total
 
-    def log_prob(self, x, condition, training: bool = False) -> tf.Tensor:
+    def log_prob(self, x, condition=None, training: bool = False) -> tf.Tensor:
         """log p(x | condition) [N] in nats (of the units x is given in)."""
-        z, logdet = self.inverse(x, condition, training)
-        base = -0.5 * tf.reduce_sum(z * z, axis=1) - 0.5 * self.config.features * math.log(
-            2 * math.pi)
-        return base + logdet
+        z, log_det = self.to_latent(x, condition, training)
+        return self.base_log_prob(z) + log_det
 
-    def sample(self, condition, seed: int | None = None) -> tf.Tensor:
-        """One draw x [N, D] per condition row [N, C] (repeat rows to upsample)."""
-        condition = tf.cast(condition, self.dtype)
-        shape = [tf.shape(condition)[0], self.config.features]
-        if seed is None:
-            z = tf.random.normal(shape, dtype=self.dtype)
-        else:
-            z = tf.random.stateless_normal(shape, seed=[int(seed), 0], dtype=self.dtype)
-        return self.forward(z, condition)[0]
-
-    # ---- bookkeeping ------------------------------------------------------------------------
-    def num_parameters(self) -> int:
-        """Trainable parameters (batch-norm moving statistics not counted)."""
-        return int(sum(np.prod(v.shape) for v in self.trainable_variables))
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write config.json and the weights to folder `path`, atomically (old copy kept until
-        the new one is complete)."""
-        tmp = new_tmp_dir(path)
-        meta = {**asdict(self.config), "dtype": self.dtype.name}
-        (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-        tf.train.Checkpoint(flow=self).write(str(tmp / "weights"))
-        return replace_dir(tmp, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> SplineCouplingFlow:
-        """Rebuild a flow written by `save`; UserError naming the folder when it is not one."""
-        folder = existing_dir(path)
-        if folder is None or not (folder / "config.json").is_file():
-            raise UserError(f"no saved flow at {path} (expected {path}/config.json)")
-        try:
-            config = json.loads((folder / "config.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{folder}/config.json is not valid JSON: {exc}") from None
-        dtype = config.pop("dtype", "float32")
-        flow = cls(SplineFlowConfig.from_dict(config), dtype=dtype)
-        status = tf.train.Checkpoint(flow=flow).read(str(folder / "weights"))
-        status.assert_existing_objects_matched().expect_partial()
-        return flow
+    def _training_log_prob(self, x, condition, training: bool) -> tf.Tensor:
+        return self.log_prob(x, condition, training=training)
