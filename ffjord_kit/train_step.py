@@ -15,27 +15,37 @@ import tensorflow as tf
 
 def make_loss_and_grad(flow, kinetic: float = 0.0, jacobian: float = 0.0,
                        jit_compile: bool = False, training: bool = True) -> Callable:
-    """`fn(x, condition=None) -> (loss, aux dict, gradients)` for `flow.trainable_variables`."""
+    """`fn(x, condition=None) -> (loss, aux dict, gradients)` for `flow.trainable_variables`.
+
+    Any flow of the contract (flows/base.py); kinetic / jacobian are the continuous flows'
+    RNODE weights, passed only when non-zero."""
     variables = flow.trainable_variables
+    options = {k: v for k, v in (("kinetic", kinetic), ("jacobian", jacobian)) if v}
 
     def loss_and_grad(x, condition=None):
         with tf.GradientTape() as tape:
-            loss, aux = flow.loss(x, condition, kinetic=kinetic, jacobian=jacobian,
-                                  training=training)
+            loss, aux = flow.loss(x, condition, training=training, **options)
         grads = tape.gradient(loss, variables)
         return loss, aux, grads
 
     return tf.function(loss_and_grad, jit_compile=jit_compile, reduce_retracing=True)
 
 
-def make_apply(optimizer, variables, clip_norm: float | None = None) -> Callable:
-    """`fn(grads) -> global gradient norm`: clip by global norm, then one optimizer update."""
+def make_apply(optimizer, variables, clip_norm: float | None = None,
+               weight_decay: float = 0.0, norm_out: tf.Variable | None = None) -> Callable:
+    """`fn(grads) -> global gradient norm`: clip by global norm, add the L2 term
+    `weight_decay * w` (torch.optim.Adam's weight_decay), then one optimizer update.
+    `norm_out`: a variable that receives the norm (read by the host after the step)."""
 
     @tf.function
     def apply(grads):
         norm = tf.linalg.global_norm(grads)
+        if norm_out is not None:
+            norm_out.assign(norm)
         if clip_norm:
             grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=norm)
+        if weight_decay:
+            grads = [g + weight_decay * v for g, v in zip(grads, variables, strict=True)]
         optimizer.apply_gradients(zip(grads, variables, strict=True))
         return norm
 

@@ -5,6 +5,7 @@ Tiny flows run eagerly (tf.config.run_functions_eagerly): tracing costs more tha
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,10 +17,10 @@ import tensorflow as tf
 
 from ffjord_kit.data.moons import sample_moons
 from ffjord_kit.distributed.backend import SingleProcess
-from ffjord_kit.errors import TrainingDiverged
+from ffjord_kit.errors import TrainingDiverged, UserError
 from ffjord_kit.flows.continuous import ContinuousFlow, FlowConfig
 from ffjord_kit.training import ArrayData, ShardedBatches, Trainer, TrainSettings
-from ffjord_kit.training.checkpoint import model_variables
+from ffjord_kit.training.checkpoint import RunLock
 from ffjord_kit.training.schedule import EarlyStopping, ReduceOnPlateau
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def train(run_dir, max_epochs, resume=False, trainer_cls=Trainer, **overrides):
 
 
 def weights(flow):
-    return [v.numpy() for v in model_variables(flow)]
+    return [v.numpy() for v in flow.weight_variables()]
 
 
 def assert_same(a, b):
@@ -141,9 +142,68 @@ def test_sigkill_during_checkpoint_write_leaves_previous_intact(tmp_path, refere
 
 def test_kill_between_renames_is_recovered(tmp_path):
     train(tmp_path, 1)
-    os.replace(tmp_path / "checkpoint", tmp_path / ".checkpoint.old")  # as a kill would leave
+    # A kill between the two renames of a save leaves only the previous checkpoint.
+    shutil.rmtree(tmp_path / "checkpoint.prev")
+    os.replace(tmp_path / "checkpoint", tmp_path / "checkpoint.prev")
     flow, _, result = train(tmp_path, 2, resume=True)
     assert result.history["epoch"] == [1, 2]
+
+
+def _damage(folder: Path) -> None:
+    """Overwrite part of the weights file, as a new user trying --load on a broken disk would."""
+    data = next((folder / "tf").glob("ckpt.data-*"))
+    raw = bytearray(data.read_bytes())
+    raw[: min(64, len(raw))] = b"\xff" * min(64, len(raw))
+    data.write_bytes(bytes(raw))
+
+
+def test_damaged_newest_checkpoint_falls_back_to_previous(tmp_path, reference):
+    train(tmp_path, 2)  # checkpoint = after epoch 2, checkpoint.prev = after epoch 1
+    _damage(tmp_path / "checkpoint")
+    messages = []
+    flow = make_flow()
+    trainer = Trainer(flow, TrainSettings(max_epochs=3, **SETTINGS), run_dir=tmp_path,
+                      log=messages.append, progress=False)
+    result = trainer.fit(*make_data(), resume=True)
+    warning = [m for m in messages if m.startswith("warning: checkpoint")]
+    assert len(warning) == 1 and "checksum" in warning[0] and "\n" not in warning[0]
+    assert result.history["epoch"] == [1, 2, 3]  # epoch 2 was trained again from epoch 1
+    assert_same(weights(flow), reference[0])
+
+
+def test_no_usable_checkpoint_is_one_line_error(tmp_path):
+    train(tmp_path, 2)
+    _damage(tmp_path / "checkpoint")
+    _damage(tmp_path / "checkpoint.prev")
+    with pytest.raises(UserError, match="no usable checkpoint") as info:
+        train(tmp_path, 3, resume=True)
+    assert "\n" not in str(info.value)
+
+
+def test_run_folder_lock_refuses_a_live_holder_and_takes_over_a_stale_one(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".lock").write_text(
+            f'{{"host": "{__import__("socket").gethostname()}", "pid": {holder.pid}, '
+            f'"heartbeat": 0}}')
+        with pytest.raises(UserError, match=f"in use by process {holder.pid}"):
+            train(tmp_path, 1)
+    finally:
+        holder.kill()
+        holder.wait()
+    notes = []
+    with RunLock(tmp_path, warn=notes.append):  # the holder is gone: a stale lock
+        assert (tmp_path / ".lock").is_file()
+    assert notes and "stale lock" in notes[0] and not (tmp_path / ".lock").exists()
+    # Another host's lock is stale once its heartbeat is older than stale_after.
+    (tmp_path / ".lock").write_text('{"host": "elsewhere", "pid": 1, "heartbeat": 0}')
+    with RunLock(tmp_path, warn=notes.append):
+        pass
+    import time
+    (tmp_path / ".lock").write_text(
+        f'{{"host": "elsewhere", "pid": 1, "heartbeat": {time.time()}}}')
+    with pytest.raises(UserError, match="in use by process 1 on elsewhere"):
+        RunLock(tmp_path).acquire()
 
 
 class NaNAt(Trainer):

@@ -1,5 +1,9 @@
-"""In-memory training data as `tf.data` pipelines: train/validation split, per-rank shards,
-a reproducible shuffle per epoch, batching and prefetching.
+"""Training data for the Trainer: anything with the `Batches` interface.
+
+`ShardedBatches`: in-memory arrays as `tf.data` pipelines (train/validation split, per-rank
+shards, a reproducible shuffle per epoch, batching and prefetching). `StreamingBatches`: batches
+streamed from files by a per-rank, per-epoch deterministic generator (e.g. the multi-file HDF5
+reader of FlashSim), resumable mid-epoch by skipping the batches already done.
 
 The shuffle of epoch e on rank r is a permutation drawn from numpy's generator seeded with
 (seed, e, r), so a resumed run sees the same batches as an uninterrupted one, and can skip the
@@ -8,13 +12,26 @@ steps of an interrupted epoch that were already done.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
 
 from ..distributed.backend import Backend
 from ..errors import DataError
+
+
+class Batches(Protocol):
+    """What the Trainer iterates: the same number of steps per epoch on every rank."""
+
+    steps_per_epoch: int
+    conditional: bool
+
+    def epoch(self, epoch: int, skip_steps: int = 0) -> Iterable:
+        """Batches of `epoch` from step `skip_steps` on: x (B, D), or (x, condition (B, C))."""
 
 
 @dataclass
@@ -93,3 +110,40 @@ class ShardedBatches:
         else:
             ds = ds.map(lambda i: tf.gather(x, i))
         return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class StreamingBatches:
+    """Batches from a generator `make_iter(epoch) -> iterator of (x (B, D), c (B, C))` that is
+    deterministic for a given epoch on a given rank (a seeded file/chunk order).
+
+    Every epoch has exactly `steps_per_epoch` batches: a shard that runs out early (files of
+    uneven length, non-finite rows dropped) starts its own epoch's stream again, so collective
+    gradient averaging never waits on a rank that ran out of data.
+    """
+
+    conditional = True
+
+    def __init__(self, make_iter: Callable[[int], Iterator], steps_per_epoch: int,
+                 x_dim: int, c_dim: int, prefetch: int = 4):
+        if steps_per_epoch < 1:
+            raise DataError("the data hold fewer rows per rank than one batch")
+        self.steps_per_epoch, self._make_iter, self._prefetch = steps_per_epoch, make_iter, prefetch
+        self._signature = (tf.TensorSpec([None, x_dim], tf.float32),
+                           tf.TensorSpec([None, c_dim], tf.float32))
+
+    def _batches(self, epoch: int, skip_steps: int) -> Iterator:
+        def cycle():
+            while True:
+                empty = True
+                for batch in self._make_iter(epoch):
+                    empty = False
+                    yield batch
+                if empty:
+                    raise DataError(f"the data stream of epoch {epoch} holds no full batch")
+
+        return itertools.islice(cycle(), skip_steps, self.steps_per_epoch)
+
+    def epoch(self, epoch: int, skip_steps: int = 0) -> tf.data.Dataset:
+        return tf.data.Dataset.from_generator(
+            lambda: self._batches(epoch, skip_steps),
+            output_signature=self._signature).prefetch(self._prefetch)

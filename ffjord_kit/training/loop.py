@@ -1,14 +1,17 @@
-"""The fault-tolerant training loop of `train_parallel.py`.
+"""The one training loop, for every flow family of the contract (flows/base.py).
 
     trainer = Trainer(flow, TrainSettings(...), backend=SingleProcess(), run_dir="runs/moon")
     result = trainer.fit(train_batches, val_batches, resume=False)
 
-- Adam with gradient clipping by global norm; optional linear warm-up and learning-rate scaling
-  with the number of ranks; ReduceLROnPlateau and early stopping on the validation loss, the
-  best epoch's weights restored at the end.
+- Adam with gradient clipping by global norm and optional L2 weight decay; optional linear
+  warm-up and learning-rate scaling with the number of ranks; a schedule (`plateau`:
+  ReduceLROnPlateau on the validation loss; `cosine_epoch` / `cosine_step`: cosine annealing
+  to `min_lr` stepped per epoch or per step; `constant`); early stopping on the validation loss
+  (0: off); the best epoch's weights restored at the end.
 - Validation NLL every epoch; a progress bar (loss, learning rate, function evaluations) and
   TensorBoard scalars on rank 0.
-- An atomic checkpoint after every epoch (see checkpoint.py); `resume=True` continues model,
+- An atomic checkpoint after every epoch, and every `checkpoint_every_steps` steps within one
+  (see checkpoint.py); `resume=True` continues model,
   optimizer, schedules, epoch, step and random state exactly.
 - SIGTERM (what SLURM sends before a time limit or preemption): finish the current step, save a
   checkpoint (mid-epoch if need be) and return with `result.stopped == "sigterm"`.
@@ -38,9 +41,9 @@ from tensorflow.core.framework import summary_pb2
 
 from ..distributed.backend import Backend, SingleProcess
 from ..errors import TrainingDiverged
-from ..train_step import make_loss_and_grad
-from .checkpoint import CheckpointStore, model_variables
-from .datasets import ShardedBatches
+from ..train_step import make_apply, make_loss_and_grad
+from .checkpoint import CheckpointStore, RunLock
+from .datasets import Batches
 from .schedule import EarlyStopping, ReduceOnPlateau
 
 HISTORY_KEYS = ("epoch", "loss", "nll", "kinetic", "jacobian", "val_nll", "lr",
@@ -54,17 +57,36 @@ class TrainSettings:
     lr: float = 1e-3
     max_epochs: int = 10
     early_stop: int = 10           # patience in epochs; 0: off
+    schedule: str = "plateau"       # plateau | cosine_epoch | cosine_step | constant
     lr_patience: int = 5
     lr_factor: float = 0.1
-    min_lr: float = 1e-7
+    min_lr: float = 1e-7            # plateau floor; the cosine schedules' final value
     warmup_epochs: int = 0
     scale_lr: bool = False          # multiply lr by the number of ranks
     clip_norm: float = 1.0          # 0: no clipping
     kinetic: float = 0.0            # RNODE weights
     jacobian: float = 0.0
+    weight_decay: float = 0.0       # L2 term added to the gradient
     jit_compile: bool = True
     nan_lr_factor: float = 0.1
+    checkpoint_every_steps: int = 0  # also checkpoint within an epoch (0: at epoch ends only)
 
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+
+    def scheduled_lr(self, base_lr: float, epoch: int, step: int, steps: int) -> float:
+        """The cosine schedules' learning rate at (epoch, step); `base_lr` otherwise."""
+        if self.schedule == "cosine_epoch":
+            progress = epoch / max(self.max_epochs, 1)
+        elif self.schedule == "cosine_step":
+            progress = (epoch * steps + step) / max(self.max_epochs * steps, 1)
+        else:
+            return base_lr
+        return self.min_lr + 0.5 * (base_lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+SCHEDULES = ("plateau", "cosine_epoch", "cosine_step", "constant")
 
 @dataclass
 class TrainResult:
@@ -80,7 +102,7 @@ class _NonFinite(Exception):
 
 
 class Trainer:
-    """Trains a `ContinuousFlow` with checkpoints in `run_dir` (see the module docstring)."""
+    """Trains any flow of the contract with checkpoints in `run_dir` (module docstring)."""
 
     def __init__(self, flow, settings: TrainSettings, backend: Backend | None = None,
                  run_dir: str | Path = "run", log: Callable[[str], None] = print,
@@ -99,7 +121,8 @@ class Trainer:
             self.grad_norm = tf.Variable(0.0, trainable=False, name="last_grad_norm",
                                          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.backend.prepare(variables, self.optimizer)
-        self.store = CheckpointStore(self.run_dir, flow, self.optimizer)
+        self.store = CheckpointStore(self.run_dir, flow, self.optimizer, warn=self.log)
+        self.lock = RunLock(self.run_dir, warn=self.log)
         self._step = self.backend.train_step(self._build_loss_and_grad(), self._build_apply())
         self._val_nll = tf.function(
             lambda x, c=None: flow.loss(x, c, training=False)[1]["nll"],
@@ -114,20 +137,9 @@ class Trainer:
         return make_loss_and_grad(self.flow, s.kinetic, s.jacobian, s.jit_compile)
 
     def _build_apply(self) -> Callable:
-        optimizer, variables, clip = (self.optimizer, self.flow.trainable_variables,
-                                      self.settings.clip_norm)
-        grad_norm = self.grad_norm
-
-        @tf.function
-        def apply(grads):
-            norm = tf.linalg.global_norm(grads)
-            grad_norm.assign(norm)
-            if clip:
-                grads, _ = tf.clip_by_global_norm(grads, clip, use_norm=norm)
-            optimizer.apply_gradients(zip(grads, variables, strict=True))
-            return norm
-
-        return apply
+        s = self.settings
+        return make_apply(self.optimizer, self.flow.trainable_variables, s.clip_norm,
+                          s.weight_decay, norm_out=self.grad_norm)
 
     def _set_lr(self, lr: float) -> None:
         self.optimizer.learning_rate.assign(lr)
@@ -146,7 +158,7 @@ class Trainer:
         return {"epoch": epoch, "step": step, "sums": sums, "lr": lr,
                 "plateau": plateau.state(), "early_stopping": stopper.state(),
                 "history": history, "rolled_back": rolled_back,
-                "flow_config": self.flow.config.to_dict()}
+                "flow_config": {"family": self.flow.family, **self.flow.config_dict()}}
 
     def _save(self, state: dict, best: list[np.ndarray] | None) -> None:
         if self.chief:
@@ -161,11 +173,19 @@ class Trainer:
         return state, best
 
     # ----------------------------------------------------------------------------- main loop
-    def fit(self, train: ShardedBatches, val: ShardedBatches, resume: bool = False
+    def fit(self, train: Batches, val: Batches, resume: bool = False
             ) -> TrainResult:
         """Train until MAXEPOCH, early stopping or SIGTERM; returns the history and why it
         stopped. On return the flow holds the best validation epoch's weights (unless stopped
         by SIGTERM, when it holds the checkpointed current weights)."""
+        if self.chief:
+            self.lock.acquire()
+        try:
+            return self._fit(train, val, resume)
+        finally:
+            self.lock.release()
+
+    def _fit(self, train: Batches, val: Batches, resume: bool) -> TrainResult:
         s = self.settings
         steps = train.steps_per_epoch
         warmup_steps = s.warmup_epochs * steps
@@ -199,7 +219,7 @@ class Trainer:
         finally:
             signal.signal(signal.SIGTERM, previous)
 
-    def _run(self, state: dict, best, train: ShardedBatches, val: ShardedBatches, steps: int,
+    def _run(self, state: dict, best, train: Batches, val: Batches, steps: int,
              warmup_steps: int) -> TrainResult:
         s, flow = self.settings, self.flow
         plateau = ReduceOnPlateau(**state["plateau"])
@@ -219,8 +239,9 @@ class Trainer:
             for i, batch in enumerate(train.epoch(epoch, start_step)):
                 step = start_step + i
                 global_step = epoch * steps + step
-                step_lr = lr * min(1.0, (global_step + 1) / warmup_steps) if warmup_steps \
-                    else lr
+                step_lr = s.scheduled_lr(lr, epoch, step, steps)
+                if warmup_steps:
+                    step_lr *= min(1.0, (global_step + 1) / warmup_steps)
                 self._set_lr(step_lr)
                 x, c = batch if train.conditional else (batch, None)
                 flow.reset_nfe()
@@ -235,8 +256,13 @@ class Trainer:
                 sums["nfe"] += nfe
                 for key in ("nll", "kinetic", "jacobian"):
                     sums[key] += float(aux[key]) if key in aux else 0.0
+                self.lock.beat()
                 if bar is not None:
                     bar.update(step + 1, [("loss", loss_v), ("lr", step_lr), ("nfe", nfe)])
+                if (s.checkpoint_every_steps and (step + 1) % s.checkpoint_every_steps == 0
+                        and step + 1 < steps):
+                    self._save(self._state(epoch, step + 1, sums, lr, plateau, stopper,
+                                           history, rolled_back), best)
                 if self._agreed_stop():
                     elapsed += time.perf_counter() - t0
                     self._save(self._state(epoch, step + 1, sums, lr, plateau, stopper,
@@ -248,7 +274,8 @@ class Trainer:
                     return result
             elapsed += time.perf_counter() - t0
             val_nll = float(self.backend.mean(self._validate(val)))
-            row = {"epoch": epoch + 1, "val_nll": val_nll, "lr": lr, "seconds": elapsed,
+            row = {"epoch": epoch + 1, "val_nll": val_nll,
+                   "lr": s.scheduled_lr(lr, epoch, 0, steps), "seconds": elapsed,
                    "nfe_per_step": sums["nfe"] / max(sums["n"], 1)}
             for key in ("loss", "nll", "kinetic", "jacobian"):
                 row[key] = float(self.backend.mean(sums[key] / max(sums["n"], 1)))
@@ -258,8 +285,9 @@ class Trainer:
                 raise _NonFinite(f"non-finite validation loss at epoch {epoch + 1}")
             is_best, stop = stopper.update(val_nll, epoch + 1)
             if is_best:
-                best = [v.numpy() for v in model_variables(flow)]
-            lr = plateau.update(val_nll, lr)
+                best = [v.numpy() for v in flow.weight_variables()]
+            if s.schedule == "plateau":
+                lr = plateau.update(val_nll, lr)
             self._summaries(row)
             self.log(f"epoch {epoch + 1}: loss {row['loss']:.4f}  val_nll {val_nll:.4f}  "
                      f"lr {row['lr']:.2e}  nfe/step {row['nfe_per_step']:.0f}  "
@@ -272,14 +300,14 @@ class Trainer:
                 self.log(f"early stopping: no improvement for {s.early_stop} epochs")
                 break
         if best is not None:
-            for v, value in zip(model_variables(flow), best, strict=True):
+            for v, value in zip(flow.weight_variables(), best, strict=True):
                 v.assign(value)
             self.log(f"restored the weights of epoch {stopper.best_epoch} (val_nll "
                      f"{stopper.best:.4f})")
         result.stopped, result.best_epoch, result.epochs_done = stopped, stopper.best_epoch, epoch
         return result
 
-    def _validate(self, val: ShardedBatches) -> float:
+    def _validate(self, val: Batches) -> float:
         """Mean validation NLL (nats) on this rank's share, with the training solver."""
         total, n = 0.0, 0
         for batch in val.epoch(0):
