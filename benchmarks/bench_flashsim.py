@@ -30,21 +30,25 @@ def bench_tf(flow_cfg, batch, gen_batch, repeats, rng):
     import tensorflow as tf
     import tf_keras
 
+    from ffjord_kit.distributed.backend import SingleProcess
     from ffjord_kit.flashsim.generation import make_sampler
-    from ffjord_kit.flashsim.training import make_train_step
     from ffjord_kit.flows.spline_coupling import SplineCouplingFlow
+    from ffjord_kit.train_step import make_apply, make_loss_and_grad
 
     flow = SplineCouplingFlow(flow_cfg)
     d, c = flow_cfg.features, flow_cfg.context_features
     x = tf.constant(rng.normal(size=(batch, d)), tf.float32)
     cond = tf.constant(rng.normal(size=(batch, c)), tf.float32)
     gcond = tf.constant(rng.normal(size=(gen_batch, c)), tf.float32)
-    step = tf.function(make_train_step(flow, tf_keras.optimizers.Adam(1e-4)))
+    # The Trainer's own step: compiled loss and gradient, then the optimizer update.
+    step = SingleProcess().train_step(
+        make_loss_and_grad(flow), make_apply(tf_keras.optimizers.Adam(1e-4),
+                                             flow.trainable_variables))
     log_prob = tf.function(lambda a, b: flow.log_prob(a, condition=b))
     sampler = make_sampler(flow)
     seed = tf.constant([0, 1], tf.int32)
     return {"parameters": flow.num_parameters(),
-            "train": _rate(lambda: step(x, cond).numpy(), batch, repeats),
+            "train": _rate(lambda: step(x, cond)[0].numpy(), batch, repeats),
             "log_prob": _rate(lambda: log_prob(x, cond).numpy(), batch, repeats),
             "generate": _rate(lambda: sampler(gcond, seed).numpy(), gen_batch, repeats)}
 

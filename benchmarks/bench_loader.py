@@ -42,11 +42,10 @@ def main() -> int:
     if args.small:
         args.rows, args.one_row_samples, args.train_steps = 40_000, 1000, 2
 
-    from ffjord_kit.flashsim.preprocessing import ModelTransform
+    from ffjord_kit.flashsim.preprocessing import ModelTransform, make_transform_fn
     from ffjord_kit.flashsim.reader import ChunkedReader, make_dataset
     from ffjord_kit.flashsim.schemas import JETS
     from ffjord_kit.flashsim.synthetic import make_synthetic_dataset
-    from ffjord_kit.flashsim.training import make_transform_fn
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_loader."))
     paths = make_synthetic_dataset("jets", args.rows, args.files, tmp, n_val=10, n_test=10)["train"]
@@ -85,13 +84,17 @@ def main() -> int:
     import tensorflow as tf
     import tf_keras
 
+    from ffjord_kit.distributed.backend import SingleProcess
     from ffjord_kit.flashsim.config import load_config
-    from ffjord_kit.flashsim.training import make_train_step
     from ffjord_kit.flows.spline_coupling import SplineCouplingFlow
+    from ffjord_kit.train_step import make_apply, make_loss_and_grad
 
     cfg = load_config(Path(__file__).resolve().parent.parent / "configs/flashsim_jets_cpu.json")
     flow = SplineCouplingFlow(cfg.flow)
-    step = tf.function(make_train_step(flow, tf_keras.optimizers.Adam(1e-3)))
+    # The Trainer's own step: compiled loss and gradient, then the optimizer update.
+    step = SingleProcess().train_step(
+        make_loss_and_grad(flow), make_apply(tf_keras.optimizers.Adam(1e-3),
+                                             flow.trainable_variables))
     batches = list(ds.take(args.train_steps + 1))
     step(*batches[0])
     t0 = time.perf_counter()

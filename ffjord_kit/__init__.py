@@ -2,10 +2,12 @@
 
 TensorFlow Probability picks tf_keras (the Keras 2 API) by itself when tf.keras is Keras 3;
 the project imports `tf_keras` explicitly and never sets TF_USE_LEGACY_KERAS (that breaks TFP 0.25).
+TensorFlow's start-up lines are hidden unless FFJORD_KIT_VERBOSE=1 or a script's --verbose
+(quiet.py).
 """
 
-import os
+from . import quiet
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet.install()
 
 __version__ = "0.1.0"

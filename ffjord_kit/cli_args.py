@@ -36,3 +36,31 @@ def int_list(v: str) -> tuple[int, ...]:
     if not out or min(out) < 1:
         raise argparse.ArgumentTypeError(f"must be positive integers, got {v!r}")
     return out
+
+
+class _Verbose(argparse.Action):
+    """--verbose: show TensorFlow's start-up messages (must act before TensorFlow loads)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import quiet
+
+        quiet.set_verbose(True)
+        setattr(namespace, self.dest, True)
+
+
+def add_common_flags(parser: argparse.ArgumentParser, synthetic: bool = False,
+                     progress: bool = True) -> None:
+    """The flags every training script shares, in the one flag style (snake_case; the old
+    dashed spellings keep working): --verbose, --no_progress, --synthetic."""
+    parser.add_argument("--verbose", action=_Verbose,
+                        help="show TensorFlow's start-up messages (hidden by default)")
+    if progress:
+        parser.add_argument("--no_progress", "--no-progress", action="store_true",
+                            help="no per-step progress bar")
+    if synthetic:
+        parser.add_argument("--synthetic", action="store_true",
+                            help="when the data are not found, write the project's SYNTHETIC "
+                                 "stand-in into the data folder once and train on it")

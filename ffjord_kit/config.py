@@ -83,7 +83,8 @@ SCHEMA: dict[str, Key] = {
     "MAX_EVENTS": Key("int", 0, "use at most this many training events (0: all)"),
     "NSAMPLES": Key("int", 2000, "samples drawn for the final plots"),
     "DIGITS": Key("int_list", [0, 3, 7], "digits with a 3x3 sample grid (mnist, digits)"),
-    "DATA_FILE": Key("str", "", "data file name inside --data_folder (calorimeter)"),
+    "DATA_FILE": Key("str", "gamma.hdf5",
+                      "data file name inside --data_folder (calorimeter; CaloGAN's name)"),
     "UNIT_SCALE": Key("float", 1e-3, "GeV per voxel unit in the HDF5 file (calorimeter)"),
     "FINAL_TIME": Key("float", 1.0, "integration time of each FFJORD block"),
 }

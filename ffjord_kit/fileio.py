@@ -43,6 +43,9 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
                                dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp's 0600 would hide the user's files from others
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:

@@ -41,7 +41,7 @@ def make_apply(optimizer, variables, clip_norm: float | None = None,
     def apply(grads):
         norm = tf.linalg.global_norm(grads)
         if norm_out is not None:
-            norm_out.assign(norm)
+            norm_out.assign(tf.cast(norm, norm_out.dtype))
         if clip_norm:
             grads, _ = tf.clip_by_global_norm(grads, clip_norm, use_norm=norm)
         if weight_decay:

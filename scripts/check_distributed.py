@@ -30,6 +30,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--warmup_steps", type=int, default=2, help="steps left out of the timing")
+    p.add_argument("--family", default="continuous",
+                   choices=["continuous", "spline_coupling", "autoregressive_spline"],
+                   help="flow family of the check model")
     p.add_argument("--out", default=None, help="folder for result.json and weights.npz")
     return p.parse_args(argv)
 
@@ -41,7 +44,7 @@ def main(argv=None) -> int:
 
     settings = CheckSettings(steps=args.steps, global_batch=args.global_batch,
                              n_data=args.n_data, hidden=args.hidden, optimizer=args.optimizer,
-                             lr=args.lr, warmup_steps=args.warmup_steps)
+                             lr=args.lr, warmup_steps=args.warmup_steps, family=args.family)
     result = run_check(backend, settings, out=args.out, log=lambda m: print(m, flush=True))
     if backend.is_chief:
         print(json.dumps(result), flush=True)

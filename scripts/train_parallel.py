@@ -1,27 +1,27 @@
-"""Train a continuous normalizing flow (FFJORD) on moon, mnist, digits or calorimeter data.
+"""Train any model of the toolkit, on one process or data-parallel: continuous flows (FFJORD) on
+moon, mnist, digits or calorimeter data, spline flows on FlashSim jets or muons and EIC KLM timing.
 
-The tutorial's Part 3 script: per-data-set configs (configs/config_<name>.json), dense or
-convolutional backbones, RNODE regularisation, checkpoints every epoch, exact resume (--load),
-SIGTERM -> checkpoint and clean exit, and samples/plots at the end. Examples:
+The tutorial's Part 3 script: per-data-set configs, checkpoints every epoch, exact resume
+(--load), SIGTERM -> checkpoint and clean exit, and samples/plots/validation at the end. Examples:
 
     python scripts/train_parallel.py --model_name moon --quick
     python scripts/train_parallel.py --model_name digits --out runs
     python scripts/train_parallel.py --model_name mnist --data_folder ~/data/mnist
+    python scripts/train_parallel.py --model_name calorimeter --data_folder data/gamma.hdf5
+    python scripts/train_parallel.py --model_name jets --quick --synthetic
     python scripts/train_parallel.py --model_name moon --load      # resume runs/<MODEL>
+    srun python scripts/train_parallel.py --model_name klm --synthetic --backend tf
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ffjord_kit.distributed import BACKEND_CHOICES, Backend  # noqa: E402
-from ffjord_kit.distributed import make_backend as start_backend  # noqa: E402
-from ffjord_kit.errors import run_cli  # noqa: E402
-from ffjord_kit.experiments import MODULES, get_experiment  # noqa: E402
+from ffjord_kit.cli_args import add_common_flags
+from ffjord_kit.distributed import BACKEND_CHOICES, Backend
+from ffjord_kit.distributed import make_backend as start_backend
+from ffjord_kit.errors import run_cli
+from ffjord_kit.experiments import MODULES, get_experiment
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,10 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"data set and model: {', '.join(MODULES)} (digits: scikit-learn's "
                         f"8x8 digits, an offline stand-in for mnist)")
     p.add_argument("--config", default=None,
-                   help="config file (default: configs/config_<model_name>.json)")
+                   help="config file (default: configs/config_<model_name>.json; "
+                        "configs/flashsim_<kind>.json for jets and muons; configs/klm.json)")
     p.add_argument("--data_folder", default=None,
-                   help="folder with the input data: mnist.npz or the four MNIST IDX files "
-                        "(default ~/.keras/datasets); the CaloGAN HDF5 file for calorimeter")
+                   help="the input data: for mnist a folder with mnist.npz or the four IDX "
+                        "files (default ~/.keras/datasets); for calorimeter the CaloGAN file or "
+                        "its folder; for jets/muons a folder with train_*.h5 and val.h5; for "
+                        "klm a photon file (default for these: ./data)")
     p.add_argument("--out", default="runs",
                    help="output folder; the run goes to <out>/<MODEL> (default: runs)")
     p.add_argument("--load", action="store_true",
@@ -45,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for data split, init and shuffling")
     p.add_argument("--quick", action="store_true",
                    help="smoke mode: a few hundred events, tiny batches, 2 epochs")
-    p.add_argument("--no_progress", action="store_true", help="no per-step progress bar")
+    add_common_flags(p, synthetic=True)
     p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
                    help="data-parallel engine: horovod (horovodrun, or srun), tf "
                         "(MultiWorkerMirroredStrategy under srun or TF_CONFIG), none, or auto "
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_experiment(RunOptions(
             model_name=args.model_name, config=args.config, data_folder=args.data_folder,
             out=args.out, load=args.load, epochs=args.epochs, seed=args.seed, quick=args.quick,
-            progress=not args.no_progress), backend)
+            synthetic=args.synthetic, progress=not args.no_progress), backend)
     finally:
         backend.shutdown()
 

@@ -1,4 +1,5 @@
-"""Averaged gradients: K steps on 2 ranks with B/2 rows each == K steps on 1 rank with B rows.
+"""Averaged gradients: K steps on 2 ranks with B/2 rows each == K steps on 1 rank with B rows,
+for every flow family (continuous, spline coupling, autoregressive spline).
 
 Deterministic data order (step k uses rows k*B .. k*B+B-1, rank r every 2nd of them), exact
 trace, fixed-step RK4, no dropout, plain SGD. Two controls show the comparison can fail:
@@ -24,31 +25,36 @@ from ffjord_kit.distributed.check import run_check
 TOLERANCE = 1e-5
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    return reference_weights(tmp_path_factory.mktemp("reference"))
-
-
 class _OneShardOnly(SingleProcess):
     """Rank 0 of 2 that never talks to rank 1: what ignoring the other rank's gradients is."""
 
     rank, size = 0, 2
 
 
-def test_controls_summed_or_ignored_gradients_differ(reference, tmp_path):
-    run_check(SingleProcess(), settings(lr=2 * LR), out=tmp_path / "summed", log=lambda m: None)
-    run_check(_OneShardOnly(), settings(), out=tmp_path / "ignored", log=lambda m: None)
+FAMILIES = ["continuous", "spline_coupling", "autoregressive_spline"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_controls_summed_or_ignored_gradients_differ(family, tmp_path):
+    reference = reference_weights(tmp_path / "reference", family=family)
+    run_check(SingleProcess(), settings(lr=2 * LR, family=family), out=tmp_path / "summed",
+              log=lambda m: None)
+    run_check(_OneShardOnly(), settings(family=family), out=tmp_path / "ignored",
+              log=lambda m: None)
     assert max_rel_diff(reference, load_weights(tmp_path / "summed")) > 100 * TOLERANCE
     assert max_rel_diff(reference, load_weights(tmp_path / "ignored")) > 100 * TOLERANCE
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("backend", ["tf", "horovod"])
-def test_two_ranks_half_batch_equal_one_rank_full_batch(backend, reference, tmp_path_factory):
+def test_two_ranks_half_batch_equal_one_rank_full_batch(backend, family, tmp_path_factory):
     if backend == "horovod" and not horovod_available():
         pytest.skip("horovod is not importable; build it with `make horovod`")
-    results, out = two_rank_run(backend, tmp_path_factory.mktemp(f"two_{backend}"))
+    reference = reference_weights(tmp_path_factory.mktemp("reference"), family=family)
+    results, out = two_rank_run(backend, tmp_path_factory.mktemp(f"two_{backend}_{family}"),
+                                family=family)
     assert all(r.returncode == 0 for r in results), describe(results)
     result = result_json(out)
     assert result["ranks"] == 2 and result["backend"] == backend
-    assert result["rank_weight_spread"] == 0.0
+    assert result["family"] == family and result["rank_weight_spread"] == 0.0
     assert max_rel_diff(reference, load_weights(out)) < TOLERANCE

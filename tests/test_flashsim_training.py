@@ -1,8 +1,10 @@
-"""FlashSim training (loss decrease, checkpoint/resume identical), generation, validation,
-and the scripts end to end (including a one-line error on bad input)."""
+"""FlashSim on the one Trainer (experiments/flashsim.py): loss decrease, a streaming run killed
+with SIGKILL mid-epoch and resumed equals an uninterrupted run; generation, validation, and the
+scripts end to end (including a one-line error on bad input)."""
 
-import dataclasses
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,49 +14,60 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ffjord_kit.distributed.backend import SingleProcess
 from ffjord_kit.errors import UserError
-from ffjord_kit.flashsim.config import config_from_dict
+from ffjord_kit.experiments.runner import RunOptions, run_experiment
 from ffjord_kit.flashsim.generation import generate_targets, write_generated
 from ffjord_kit.flashsim.schemas import JETS
 from ffjord_kit.flashsim.synthetic import make_synthetic_dataset
-from ffjord_kit.flashsim.training import cosine_lr, load_trained, train_flashsim
+from ffjord_kit.flashsim.training import load_trained
 from ffjord_kit.flashsim.validation import validate
+from ffjord_kit.training import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
+# 3000 rows over 2 files, batch 256: 11 streaming steps per epoch, a checkpoint every 4 steps.
 TINY = {"kind": "jets",
         "flow": {"num_flow_steps": 2, "hidden": 16, "num_blocks": 1, "num_bins": 8,
                  "tail_bound": 3.0},
         "training": {"epochs": 2, "batch_size": 256, "lr": 3e-3, "chunk_rows": 512,
-                     "shuffle_chunks": 2, "val_rows": 1000, "fit_rows": 3000}}
+                     "shuffle_chunks": 2, "val_rows": 1000, "fit_rows": 3000,
+                     "checkpoint_every_steps": 4}}
+KILL_AT_STEP = 17  # epoch 2, step 6: the newest checkpoint is epoch 2, step 4
+
+
+def _train(config: Path, data: Path, run_dir: Path, load: bool = False) -> None:
+    run_experiment(RunOptions(model_name="jets", config=str(config), data_folder=str(data),
+                              run_dir=str(run_dir), load=load, progress=False),
+                   SingleProcess(), log=lambda s: None)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     d = tmp_path_factory.mktemp("fs")
-    return make_synthetic_dataset("jets", 3000, 2, d / "data", n_val=1000, n_test=1500, seed=3)
+    paths = make_synthetic_dataset("jets", 3000, 2, d / "data", n_val=1000, n_test=1500, seed=3)
+    (d / "tiny.json").write_text(json.dumps(TINY))
+    return {**paths, "folder": d / "data", "config": d / "tiny.json"}
 
 
-def test_cosine_schedule():
-    assert cosine_lr(0, 10, 1e-3) == pytest.approx(1e-3)
-    assert cosine_lr(5, 10, 1e-3) == pytest.approx(5e-4)
-    assert cosine_lr(10, 10, 1e-3, 1e-5) == pytest.approx(1e-5)
-
-
-def test_train_resume_identical_generate_validate(data, tmp_path):
+def test_streaming_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(data, tmp_path):
     tf.config.experimental.enable_op_determinism()
-    cfg = config_from_dict(TINY)
-    kw = dict(progress=False, log=lambda s: None)
-    full = train_flashsim(cfg, data["train"], data["val"], tmp_path / "full", **kw)
-    hist = full["history"]
-    assert len(hist) == 2 and hist[1]["val_nll"] < hist[0]["val_nll"] < 24.0
-    # 1 epoch, then resume for the second: identical weights and history to the straight run.
-    one = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, epochs=1))
-    train_flashsim(one, data["train"], data["val"], tmp_path / "split", **kw)
-    with pytest.raises(UserError, match="--resume"):
-        train_flashsim(cfg, data["train"], data["val"], tmp_path / "split", **kw)
-    resumed = train_flashsim(cfg, data["train"], data["val"], tmp_path / "split", resume=True,
-                             **kw)
-    np.testing.assert_allclose(resumed["history"][1]["val_nll"], hist[1]["val_nll"], rtol=1e-6)
+    _train(data["config"], data["folder"], tmp_path / "full")
+    hist = json.loads((tmp_path / "full" / "history.json").read_text())
+    assert hist["epoch"] == [1, 2] and hist["val_nll"][1] < hist["val_nll"][0] < 24.0
+    # The same run in a child process that SIGKILLs itself in the middle of epoch 2.
+    proc = subprocess.run([sys.executable, __file__, str(data["config"]), str(data["folder"]),
+                           str(tmp_path / "split")], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    state = json.loads((tmp_path / "split" / "checkpoint" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (1, 4)
+    with pytest.raises(UserError, match="already holds a checkpoint"):
+        _train(data["config"], data["folder"], tmp_path / "split")
+    # A stale lock is left by the killed child; resuming takes it over.
+    assert (tmp_path / "split" / ".lock").is_file()
+    _train(data["config"], data["folder"], tmp_path / "split", load=True)
+    resumed = json.loads((tmp_path / "split" / "history.json").read_text())
+    np.testing.assert_allclose(resumed["val_nll"], hist["val_nll"], rtol=1e-5)
     flow_a, tr = load_trained(tmp_path / "full", JETS)
     flow_b, _ = load_trained(tmp_path / "split", JETS)
     # Multi-threaded CPU reductions are not bitwise reproducible between runs (seen: 2e-5);
@@ -100,7 +113,7 @@ def test_scripts_end_to_end_and_bad_input(tmp_path):
     r = _run("scripts/train_flashsim.py", "--kind", "jets", "--quick", "--no-progress",
              "--data", str(tmp_path / "d"), "--out", str(tmp_path / "run"))
     assert r.returncode == 0, r.stderr
-    assert "val NLL" in r.stdout and (tmp_path / "run" / "model" / "flow.json").is_file()
+    assert "val_nll" in r.stdout and (tmp_path / "run" / "model" / "flow.json").is_file()
     r = _run("scripts/generate_flashsim.py", "--kind", "jets", "--model", str(tmp_path / "run"),
              "--input", str(tmp_path / "d" / "test.h5"), "--out", str(tmp_path / "g.h5"),
              "--upsample", "2")
@@ -108,11 +121,29 @@ def test_scripts_end_to_end_and_bad_input(tmp_path):
     assert "objects/s" in r.stdout
     with h5py.File(tmp_path / "g.h5", "r") as f:
         assert f["data"].shape == (1200, 31)
-    # Bad input: a missing file in a list, a wrong kind -> one line, exit 2, nothing written.
-    r = _run("scripts/train_flashsim.py", "--kind", "jets", "--quick", "--train",
-             str(tmp_path / "d" / "train_000.h5"), str(tmp_path / "nope.h5"), "--val",
-             str(tmp_path / "d" / "val.h5"), "--out", str(tmp_path / "run2"))
-    # (TensorFlow's own C++ start-up lines may precede it on stderr.)
-    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
-    assert r.returncode == 2 and len(errors) == 1 and "nope.h5 does not exist" in errors[0]
-    assert "Traceback" not in r.stderr and not (tmp_path / "run2" / "model").exists()
+    # Bad input: a data folder without the files -> one line naming --synthetic, exit 2,
+    # nothing written; and TensorFlow's start-up lines are not shown.
+    r = _run("scripts/train_flashsim.py", "--kind", "jets", "--quick", "--data",
+             str(tmp_path / "nope"), "--out", str(tmp_path / "run2"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: ") and "--synthetic" in r.stderr
+    assert not (tmp_path / "run2" / "model").exists() and not (tmp_path / "nope").exists()
+
+
+if __name__ == "__main__":
+    # Child of the SIGKILL test: train with a step that kills this process at KILL_AT_STEP.
+    build = Trainer._build_loss_and_grad
+
+    def killing(self):
+        inner, count = build(self), [0]
+
+        def loss_and_grad(x, c=None):
+            count[0] += 1
+            if count[0] == KILL_AT_STEP:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return inner(x, c)
+
+        return loss_and_grad
+
+    Trainer._build_loss_and_grad = killing
+    _train(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))

@@ -27,14 +27,14 @@ def test_quick_training_from_a_user_file_writes_reports(tmp_path):
     out = tmp_path / "run"
     proc = _run("scripts/train_klm.py", "--quick", "--data", data, "--out", out)
     assert "bins passing KS" in proc.stdout
-    report = json.loads((out / "report.json").read_text())
-    assert report["data"]["source"] == str(data) and report["split"]["train"] == 9600
-    assert report["epochs_done"] == 1 and report["nan_steps"] == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data_source"] == str(data) and "train 9,600" in proc.stdout
+    assert metrics["epochs"] == 1 and 0 <= metrics["bins_passed"] <= metrics["bins_judged"]
     val = json.loads((out / "validation.json").read_text())
     assert len(val["bins"]) == 12 and 0.9 < val["sampling_acceptance_rate"] <= 1.0
     assert all(np.isfinite(b["ks"]) for b in val["bins"])
     for name in ("overall.png", "bins.png", "summary.png", "model/flow.json",
-                 "checkpoint/state.json", "history.json", "config_used.json"):
+                 "checkpoint/state.json", "history.json", "config.json"):
         assert (out / name).is_file(), name
 
 

@@ -88,8 +88,9 @@ def test_calorimeter_quick_from_calogan_file(tmp_path):
     from ffjord_kit.data.calorimeter_synthetic import generate_showers
 
     write_calogan(tmp_path / "gamma.hdf5", generate_showers("gamma", 120, seed=1))
+    # The tutorial passes the file itself as --data_folder.
     proc = run("--model_name", "calorimeter", "--quick", "--epochs", "1", "--out", tmp_path,
-               "--data_folder", tmp_path, "--no_progress")
+               "--data_folder", tmp_path / "gamma.hdf5", "--no_progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = check_run(tmp_path, "calorimeter")
     assert np.isfinite(metrics["test_nll_nats"])
@@ -100,7 +101,7 @@ def test_bad_input_is_one_line(tmp_path):
     proc = run("--model_name", "cifar")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == ("error: unknown model_name 'cifar'; choose one of moon, "
-                                   "mnist, digits, calorimeter")
+                                   "mnist, digits, calorimeter, jets, muons, klm")
     bad = tmp_path / "bad.json"
     bad.write_text("{'SHAPE': [2], 'BATCH': 'many'}")
     proc = run("--model_name", "moon", "--config", bad, "--out", tmp_path)
@@ -115,3 +116,22 @@ def test_help_explains_every_flag():
     for flag in ("--model_name", "--config", "--data_folder", "--load", "--out", "--epochs",
                  "--seed", "--quick"):
         assert flag in proc.stdout
+
+
+def test_missing_data_names_synthetic_then_every_spline_model_runs_with_it(tmp_path):
+    data = tmp_path / "data"
+    for model in ("calorimeter", "jets", "klm"):
+        proc = run("--model_name", model, "--quick", "--out", tmp_path, "--data_folder", data)
+        # One line, exit 2, the option named, nothing written; TensorFlow's start-up is silent.
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
+        assert proc.stderr.startswith("error: ") and "--synthetic" in proc.stderr
+    assert not data.exists()
+    for model in ("jets", "muons", "klm"):
+        proc = run("--model_name", model, "--quick", "--synthetic", "--epochs", "1", "--out",
+                   tmp_path, "--data_folder", data, "--no_progress")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        metrics = json.loads((tmp_path / model / "metrics.json").read_text())
+        assert metrics["model_name"] == model and np.isfinite(metrics["best_val_nll"])
+        assert (tmp_path / model / "model" / "flow.json").is_file()
+    assert sorted(p.name for p in (data / "jets").iterdir()) == [
+        "test.h5", "train_000.h5", "train_001.h5", "val.h5"]

@@ -124,8 +124,8 @@ def load_mnist(data_folder: str | os.PathLike | None = None) -> ImageSet:
                     raise DataError(f"{npz}: missing key '{missing[0]}' (expected x_train, "
                                     f"y_train, x_test, y_test)")
                 data = {k: np.asarray(f[k]) for k in IDX_FILES}
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{npz}: cannot read ({exc})") from None
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{npz}: cannot read ({exc or type(exc).__name__})") from None
         source = str(npz)
     else:
         data = {}

@@ -1,7 +1,9 @@
 """A short, deterministic data-parallel run that proves a backend averages gradients.
 
-`run_check` trains a small two-moons `ContinuousFlow` (exact trace, fixed-step RK4, no dropout,
-so every step is deterministic) for `steps` steps. Step k uses the global batch of rows
+`run_check` trains a small two-moons flow of any family for `steps` steps: a `ContinuousFlow`
+(exact trace, fixed-step RK4, no dropout), or a conditional spline coupling or autoregressive
+spline flow (batch norm off; condition = 1 where x0 > 0.5, else 0), so every step is
+deterministic. Step k uses the global batch of rows
 (k * B + arange(B)) mod N of one fixed data set; rank r takes rows r, r + size, ... of it, so
 the ranks together see exactly the global batch. With averaged gradients the final weights
 then match a single process that used the whole batch (test_equivalence.py), whatever the
@@ -22,7 +24,12 @@ import tf_keras
 from ..data.moons import sample_moons
 from ..errors import UserError
 from ..fileio import atomic_path, ensure_writable_dir, write_json
+from ..flows.autoregressive_spline import (
+    AutoregressiveSplineConfig,
+    ConditionalAutoregressiveSplineFlow,
+)
 from ..flows.continuous import ContinuousFlow, FlowConfig
+from ..flows.spline_coupling import SplineCouplingFlow, SplineFlowConfig
 from ..train_step import make_apply, make_loss_and_grad
 from .backend import Backend
 
@@ -43,6 +50,15 @@ class CheckSettings:
     lr: float = 1e-2
     seed: int = 0
     warmup_steps: int = 2
+    family: str = "continuous"  # continuous | spline_coupling | autoregressive_spline
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise UserError(f"unknown flow family {self.family!r}; choose one of "
+                            f"{', '.join(FAMILIES)}")
+
+
+FAMILIES = ("continuous", "spline_coupling", "autoregressive_spline")
 
 
 def check_flow_config(s: CheckSettings) -> FlowConfig:
@@ -51,6 +67,23 @@ def check_flow_config(s: CheckSettings) -> FlowConfig:
                       backbone_kwargs={"hidden": list(s.hidden), "activation": "tanh"},
                       train_solver="rk4", train_solver_kwargs={"num_steps": s.rk4_steps},
                       train_trace="exact", seed=s.seed)
+
+
+def check_flow(s: CheckSettings):
+    """The small deterministic flow of the check, of family `s.family`."""
+    if s.family == "continuous":
+        return ContinuousFlow(check_flow_config(s))
+    if s.family == "spline_coupling":
+        return SplineCouplingFlow(SplineFlowConfig(
+            features=2, context_features=1, num_flow_steps=2, hidden=s.hidden[0],
+            num_blocks=len(s.hidden), num_bins=6, tail_bound=3.0, batch_norm=False,
+            seed=s.seed))
+    # float64: its output layer starts at zero (an identity flow), and after a few steps the
+    # weights downstream of it are so small that float32 rounding of the differently ordered
+    # sums (one batch of B against two of B/2) reaches 4e-5 of them.
+    return ConditionalAutoregressiveSplineFlow(AutoregressiveSplineConfig(
+        dim=2, context_dim=1, num_layers=2, hidden_units=s.hidden[0],
+        hidden_layers=len(s.hidden), num_bins=6, tail_bound=3.0, seed=s.seed), dtype="float64")
 
 
 def make_optimizer(name: str, lr: float):
@@ -76,8 +109,9 @@ def run_check(backend: Backend, settings: CheckSettings, out: str | Path | None 
     if s.steps <= s.warmup_steps:
         raise UserError(f"--steps must exceed the {s.warmup_steps} warm-up steps")
     data = sample_moons(s.n_data, seed=s.seed).astype(np.float32)
+    condition = (data[:, :1] > 0.5).astype(np.float32)  # for the conditional spline flows
     with backend.scope():
-        flow = ContinuousFlow(check_flow_config(s))
+        flow = check_flow(s)
         optimizer = make_optimizer(s.optimizer, s.lr)
         optimizer.build(flow.trainable_variables)
     backend.prepare(flow.trainable_variables, optimizer)
@@ -86,9 +120,10 @@ def run_check(backend: Backend, settings: CheckSettings, out: str | Path | None 
     losses, times = [], []
     for k in range(s.steps):
         rows = (k * s.global_batch + np.arange(s.global_batch)) % s.n_data
-        x = tf.constant(data[rows[backend.rank::backend.size]])
+        mine = rows[backend.rank::backend.size]
+        c = None if flow.condition_dim == 0 else tf.constant(condition[mine], flow.dtype)
         t0 = time.perf_counter()
-        loss, _ = step(x)
+        loss, _ = step(tf.constant(data[mine], flow.dtype), c)
         loss = float(loss)
         times.append(time.perf_counter() - t0)
         losses.append(loss)
@@ -97,7 +132,8 @@ def run_check(backend: Backend, settings: CheckSettings, out: str | Path | None 
     flat = np.concatenate([w.ravel() for w in weights]).astype(np.float64)
     spread = float(backend.mean(float(np.max(np.abs(flat - backend.mean(flat))))))
     step_time = float(np.median(times[s.warmup_steps:]))
-    result = {"backend": backend.name, "ranks": backend.size, "steps": s.steps,
+    result = {"backend": backend.name, "family": s.family, "ranks": backend.size,
+              "steps": s.steps,
               "global_batch": s.global_batch, "losses": losses, "step_time_s": step_time,
               "samples_per_s": s.global_batch / step_time,
               "rank_weight_spread": spread,

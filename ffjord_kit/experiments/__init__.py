@@ -1,6 +1,7 @@
-"""The data sets `train_parallel.py` trains on: --model_name -> config, data loader, plots.
+"""The registry of what `train_parallel.py` trains: --model_name -> an `Experiment` (base.py)
+that gives the config, the data, the flow and the report. Physics plugs in here.
 
-Each experiment module defines `EXPERIMENT`, an `Experiment` (see base.py). Modules are
+Each experiment module defines `EXPERIMENTS`, a dict of name -> `Experiment`. Modules are
 imported on demand so `--model_name moon` never touches the calorimeter or MNIST code, and
 an unknown name fails before TensorFlow is even imported.
 """
@@ -20,6 +21,9 @@ MODULES: dict[str, str] = {
     "mnist": "ffjord_kit.experiments.images",
     "digits": "ffjord_kit.experiments.images",
     "calorimeter": "ffjord_kit.experiments.calorimeter",
+    "jets": "ffjord_kit.experiments.flashsim",
+    "muons": "ffjord_kit.experiments.flashsim",
+    "klm": "ffjord_kit.experiments.klm",
 }
 
 

@@ -1,7 +1,9 @@
 """--model_name mnist | digits: conditional image flows (condition = label / 10).
 
-mnist reads the real MNIST files (data/mnist.py); digits is scikit-learn's bundled 8x8 set, an
-offline stand-in (data/digits.py). Both use the tutorial's preprocessing: dequantisation, / L,
+mnist reads the real MNIST files (data/mnist.py); with --synthetic, when they are missing, a
+stand-in made from the 8x8 digits resampled to 28x28 is written as
+<data_folder>/mnist/mnist.npz. digits is scikit-learn's bundled 8x8 set, an offline stand-in
+(data/digits.py). Both use the tutorial's preprocessing: dequantisation, / L,
 logit with alpha 1e-6. The report draws a 3x3 grid of samples for each requested digit and the
 test bits/dim of the discrete pixels (the preprocessing Jacobian included).
 """
@@ -26,9 +28,15 @@ from ..data.mnist import (  # noqa: E402
     preprocess_images,
 )
 from ..errors import DataError  # noqa: E402
-from ..fileio import save_figure  # noqa: E402
+from ..fileio import atomic_path, save_figure  # noqa: E402
 from ..training.datasets import ArrayData  # noqa: E402
-from .base import Experiment, Prepared, batched_log_prob, make_sampler  # noqa: E402
+from .base import (  # noqa: E402
+    FFJORDExperiment,
+    Prepared,
+    batched_log_prob,
+    locate_data,
+    make_sampler,
+)
 
 
 def _prepare(images: ImageSet, cfg: Config, levels: int, quick: bool, seed: int) -> Prepared:
@@ -44,13 +52,40 @@ def _prepare(images: ImageSet, cfg: Config, levels: int, quick: bool, seed: int)
                     {"levels": levels, "image_shape": tuple(shape), "source": images.source})
 
 
-def load_mnist_experiment(cfg: Config, data_folder: str | None, quick: bool,
-                          seed: int) -> Prepared:
+def _has_mnist(folder: Path) -> bool:
+    return folder.is_dir() and ((folder / "mnist.npz").is_file()
+                                or any(folder.glob("train-images-idx3-ubyte*")))
+
+
+def write_synthetic_mnist(folder: Path, seed: int = 0) -> Path:
+    """A SYNTHETIC stand-in for MNIST: scikit-learn's 8x8 digits resampled (bilinear) to 28x28
+    with 256 grey levels, as folder/mnist.npz in the Keras layout."""
+    from scipy.ndimage import zoom
+
+    digits = load_digits(seed=seed)
+
+    def upscale(images: np.ndarray) -> np.ndarray:
+        big = zoom(images.astype(np.float64) * (255.0 / 16.0), (1, 28 / 8, 28 / 8), order=1)
+        return np.clip(np.rint(big), 0, 255).astype(np.uint8)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "mnist.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, x_train=upscale(digits.x_train), y_train=digits.y_train,
+                 x_test=upscale(digits.x_test), y_test=digits.y_test)
+    return folder / "mnist.npz"
+
+
+def load_mnist_experiment(cfg: Config, data_folder: str | None, quick: bool, seed: int,
+                          synthetic: bool = False) -> Prepared:
+    if synthetic:
+        folder = locate_data(data_folder, "mnist", _has_mnist, write_synthetic_mnist, True,
+                             "mnist.npz or the four MNIST IDX files")
+        return _prepare(load_mnist(folder), cfg, 256, quick, seed)
     return _prepare(load_mnist(data_folder), cfg, 256, quick, seed)
 
 
-def load_digits_experiment(cfg: Config, data_folder: str | None, quick: bool,
-                           seed: int) -> Prepared:
+def load_digits_experiment(cfg: Config, data_folder: str | None, quick: bool, seed: int,
+                           synthetic: bool = False) -> Prepared:
     return _prepare(load_digits(seed=seed), cfg, DIGITS_LEVELS, quick, seed)
 
 
@@ -82,10 +117,10 @@ _QUICK = {"MAX_EVENTS": 256, "MAXEPOCH": 2, "BATCH": 64, "NSAMPLES": 9, "DIGITS"
           "NSTACKED": 1, "NUM_STEPS": 1, "JIT": False, "NLAYERS": 2, "LAYER_SIZE": [8, 16],
           "EVAL_TRACE": "hutchinson_gaussian", "EVAL_ATOL": 1e-3, "EVAL_RTOL": 1e-3}
 EXPERIMENTS = {
-    "mnist": Experiment(name="mnist", description="MNIST 28x28 (real files needed)",
+    "mnist": FFJORDExperiment(name="mnist", description="MNIST 28x28 (real files needed)",
                         condition_dim=1, quick=_QUICK, load=load_mnist_experiment,
                         report=report),
-    "digits": Experiment(name="digits",
+    "digits": FFJORDExperiment(name="digits",
                          description="scikit-learn 8x8 digits, an offline stand-in for MNIST",
                          condition_dim=1, quick=_QUICK, load=load_digits_experiment,
                          report=report),

@@ -14,13 +14,14 @@ from ..config import Config  # noqa: E402
 from ..data.moons import DEFAULT_NOISE, moons_log_density, sample_moons  # noqa: E402
 from ..fileio import save_figure  # noqa: E402
 from ..training.datasets import ArrayData  # noqa: E402
-from .base import Experiment, Prepared, batched_log_prob, make_sampler  # noqa: E402
+from .base import FFJORDExperiment, Prepared, batched_log_prob, make_sampler  # noqa: E402
 
 DEFAULT_EVENTS = 30_000
 TEST_EVENTS = 2_000
 
 
-def load(cfg: Config, data_folder: str | None, quick: bool, seed: int) -> Prepared:
+def load(cfg: Config, data_folder: str | None, quick: bool, seed: int,
+         synthetic: bool = False) -> Prepared:
     """Fresh two-moons draws (noise 0.06): MAX_EVENTS (default 30000) to train, 2000 to test."""
     n = cfg["MAX_EVENTS"] or DEFAULT_EVENTS
     n_test = 256 if quick else TEST_EVENTS
@@ -45,7 +46,7 @@ def report(flow, cfg: Config, prepared: Prepared, out: Path, quick: bool, seed: 
             "test_events": len(test), "samples": len(samples)}
 
 
-EXPERIMENTS = {"moon": Experiment(
+EXPERIMENTS = {"moon": FFJORDExperiment(
     name="moon", description="two moons, 2-D, unconditional", condition_dim=0,
     quick={"MAX_EVENTS": 1024, "MAXEPOCH": 2, "BATCH": 128, "NSAMPLES": 256, "NSTACKED": 1,
            "NUM_STEPS": 2, "JIT": False, "EVAL_ATOL": 1e-4, "EVAL_RTOL": 1e-4},

@@ -20,13 +20,14 @@ from .schemas import Schema, get_schema
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Adam + cosine annealing over `epochs` (stepped per epoch, down to lr_min)."""
+    """Adam + cosine annealing over `epochs` (stepped per epoch, down to lr_min); a checkpoint
+    at every epoch end and every `checkpoint_every_steps` steps (0: epoch ends only)."""
 
     epochs: int = 600
     batch_size: int = 2048
     lr: float = 1e-5
     lr_min: float = 0.0
-    checkpoint_every: int = 1
+    checkpoint_every_steps: int = 0
     chunk_rows: int = 16384
     shuffle_chunks: int = 8
     val_rows: int = 100_000

@@ -180,6 +180,17 @@ class ModelTransform:
         return cls(schema, **arr)
 
 
+def make_transform_fn(transform: ModelTransform, rng: np.random.Generator):
+    """rows [n, C + T] -> (model targets [n, T], model conditions [n, C]) for the reader;
+    the dequantisation noise comes from `rng`."""
+    n_c = transform.schema.n_conditions
+
+    def fn(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return transform.targets(rows[:, n_c:], rng), transform.conditions(rows[:, :n_c])
+
+    return fn
+
+
 def _condition_features(schema: Schema, conditions: np.ndarray) -> np.ndarray:
     c = np.asarray(conditions, np.float64).copy()
     for j, col in enumerate(schema.conditions):

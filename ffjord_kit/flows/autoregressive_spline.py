@@ -101,13 +101,14 @@ class MADESplineConditioners(tf.Module):
     `(x (N, D), context (N, C), weights of layer l from per_layer()) -> spline parameters
     (N, D, 3K - 1)`, output d depending on x_<d and the context only."""
 
-    def __init__(self, config: AutoregressiveSplineConfig, name: str | None = None):
+    def __init__(self, config: AutoregressiveSplineConfig, name: str | None = None,
+                 dtype: tf.DType = tf.float32):
         super().__init__(name=name)
         self.config = config
         self.params_per_feature = 3 * config.num_bins - 1
         masks = made_masks(config.dim, config.context_dim, config.hidden_units,
                            config.hidden_layers, self.params_per_feature)
-        self.masks = [tf.constant(m) for m in masks]
+        self.masks = [tf.constant(m, dtype) for m in masks]
         rng = np.random.default_rng(config.seed)
         n_layers = config.num_layers
         self.kernels, self.biases = [], []
@@ -128,8 +129,8 @@ class MADESplineConditioners(tf.Module):
                 w = (rng.uniform(-1.0, 1.0, (n_layers, fan_in, fan_out)) * limit
                      ).astype(np.float32)
                 b = np.zeros((n_layers, fan_out), np.float32)
-            self.kernels.append(tf.Variable(w, name=f"kernel_{i}"))
-            self.biases.append(tf.Variable(b, name=f"bias_{i}"))
+            self.kernels.append(tf.Variable(tf.constant(w, dtype), name=f"kernel_{i}"))
+            self.biases.append(tf.Variable(tf.constant(b, dtype), name=f"bias_{i}"))
 
     def per_layer(self) -> list[list[tuple[tf.Tensor, tf.Tensor]]]:
         """Masked (kernel, bias) pairs of each layer; unstacked once per pass so the
@@ -158,17 +159,19 @@ class ConditionalAutoregressiveSplineFlow(Flow):
     """Stack of conditional autoregressive RQ-spline layers over a standard normal base.
 
     All public methods take `condition=` (N, context_dim); use context_dim = 0 and
-    condition=None for an unconditional flow."""
+    condition=None for an unconditional flow. `dtype`: float32 (default) or float64 (exactness
+    checks) for the weights and inputs."""
 
     family = "autoregressive_spline"
 
     def __init__(self, config: AutoregressiveSplineConfig | None = None,
-                 name: str | None = None):
+                 name: str | None = None, dtype: tf.DType | str = tf.float32):
         super().__init__(name=name)
         self.config = config or AutoregressiveSplineConfig()
+        self.dtype = tf.as_dtype(dtype)
         self.spline = SplineSettings(num_bins=self.config.num_bins,
                                      tail_bound=self.config.tail_bound)
-        self.conditioners = MADESplineConditioners(self.config, name="made")
+        self.conditioners = MADESplineConditioners(self.config, name="made", dtype=self.dtype)
 
     @property
     def dim(self) -> int:
@@ -181,13 +184,13 @@ class ConditionalAutoregressiveSplineFlow(Flow):
     @classmethod
     def from_config_dict(cls, config: dict, dtype: str = "float32"
                          ) -> ConditionalAutoregressiveSplineFlow:
-        return cls(AutoregressiveSplineConfig.from_dict(config))
+        return cls(AutoregressiveSplineConfig.from_dict(config), dtype=dtype)
 
     def _inputs(self, x, condition) -> tuple[tf.Tensor, tf.Tensor]:
         x = self.check_input(x)
         c = self.prepare_condition(condition, x)
         if c is None:
-            c = tf.zeros(tf.stack([tf.shape(x)[0], 0]), tf.float32)
+            c = tf.zeros(tf.stack([tf.shape(x)[0], 0]), self.dtype)
         return x, c
 
     # -- transforms ---------------------------------------------------------------------

@@ -51,8 +51,7 @@ class TrainingConfig:
     batch_size: int = 100
     epochs: int = 10
     seed: int = 0  # batch order
-    checkpoint_every_steps: int = 2000
-    max_nan_steps: int = 100  # more skipped NaN steps than this in a row -> TrainingDiverged
+    checkpoint_every_steps: int = 2000  # also checkpoint within an epoch
     val_batch_size: int = 8192
     lr_schedule: str = "constant"  # or "cosine": decays to lr_final_fraction x lr at the end
     lr_final_fraction: float = 0.02

@@ -1,24 +1,18 @@
-"""End-to-end KLM runs used by the scripts: load or generate data, split, fit preprocessing,
-train, validate, write reports into an output folder."""
+"""KLM data and reports used by the experiment (experiments/klm.py) and the scripts: load or
+generate data, config overrides, validation of a saved model, the per-bin table."""
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
 
 from ..fileio import ensure_writable_dir, write_json
 from .config import KLMConfig
 from .model import KLMTimingModel
-from .preprocessing import KLMPreprocessing
 from .reader import read_table
 from .schema import KLMTable
 from .split import split_table
 from .synthetic import TimingModel, draw_photon_times, generate_table
-from .training import KLMTrainer
 from .validation import TruthRedraw, plot_validation, validate
 
 QUICK_OVERRIDES = {
@@ -52,55 +46,6 @@ def load_data(config: KLMConfig) -> tuple[KLMTable, TruthRedraw | None, dict]:
                            "timing_model": timing.as_dict()}
 
 
-def fingerprint(config: KLMConfig, n_train: int) -> dict:
-    """What a checkpoint must match to be resumed (epochs may grow between runs)."""
-    training = dataclasses.asdict(config.training)
-    for key in ("checkpoint_every_steps", "val_batch_size", "max_nan_steps"):
-        training.pop(key)
-    if config.training.lr_schedule == "constant":
-        training.pop("epochs")  # more epochs continue the same run; a cosine run would not
-    return {"model": config.model.to_dict(), "training": training,
-            "data": dataclasses.asdict(config.data), "n_train": n_train}
-
-
-def run_training(config: KLMConfig, out: str | Path, resume: bool = True,
-                 run_validation: bool = True, log: Callable[[str], None] = print,
-                 stop_after_steps: int | None = None) -> dict:
-    """Train (resuming from out/checkpoint when present), then validate the best model on the
-    test split. Writes out/config_used.json, out/history.json, out/validation.json and the
-    figures; returns the summary that is also written to out/report.json."""
-    out = ensure_writable_dir(out)
-    write_json(out / "config_used.json", config.to_dict())
-    table, redraw, provenance = load_data(config)
-    splits = split_table(table, config.data.split_seed)
-    log(f"data: {provenance['source']}, {len(table)} rows -> train {len(splits['train'])}, "
-        f"val {len(splits['val'])}, test {len(splits['test'])}")
-    prep = KLMPreprocessing.fit(splits["train"])
-    model = KLMTimingModel.create(config.model, prep)
-    trainer = KLMTrainer(model, config.training,
-                         len(splits["train"]) // config.training.batch_size)
-    t0 = time.perf_counter()
-    state = trainer.fit(splits["train"], splits["val"], out,
-                        fingerprint(config, len(splits["train"])), resume, log,
-                        stop_after_steps)
-    train_seconds = time.perf_counter() - t0
-    summary = {"data": provenance, "split": {k: len(v) for k, v in splits.items()},
-               "epochs_done": state.epoch, "steps": state.step, "nan_steps": state.nan_steps,
-               "best_val_nll": state.best_val_nll, "history": state.history,
-               "train_seconds_this_call": train_seconds,
-               "n_parameters": int(sum(np.prod(v.shape) for v in model.flow.trainable_variables))}
-    write_json(out / "history.json", state.history)
-    if run_validation and state.epoch > 0 and (out / "model").is_dir():
-        best = KLMTimingModel.load(out / "model")
-        result = validate(best, splits["test"], config.validation, config.sampling, redraw)
-        write_json(out / "validation.json", result.report)
-        plot_validation(result, out)
-        summary["validation"] = _validation_summary(result.report)
-        log(format_validation(result.report))
-    write_json(out / "report.json", summary)
-    return summary
-
-
 def run_validation_only(config: KLMConfig, model_dir: str | Path, out: str | Path,
                         log: Callable[[str], None] = print) -> dict:
     """Validate a saved model on the test split of `config`'s data; writes validation.json
@@ -116,7 +61,8 @@ def run_validation_only(config: KLMConfig, model_dir: str | Path, out: str | Pat
     return result.report
 
 
-def _validation_summary(rep: dict) -> dict:
+def validation_summary(rep: dict) -> dict:
+    """The headline figures of a validation report."""
     keys = ("n_test", "test_nll_untruncated", "sampling_acceptance_rate", "bins_judged",
             "bins_passed", "max_ks_over_floor", "all_bins_pass")
     out = {k: rep[k] for k in keys}

@@ -289,9 +289,9 @@ class Trainer:
             if s.schedule == "plateau":
                 lr = plateau.update(val_nll, lr)
             self._summaries(row)
+            nfe = f"nfe/step {row['nfe_per_step']:.0f}  " if row["nfe_per_step"] else ""
             self.log(f"epoch {epoch + 1}: loss {row['loss']:.4f}  val_nll {val_nll:.4f}  "
-                     f"lr {row['lr']:.2e}  nfe/step {row['nfe_per_step']:.0f}  "
-                     f"{elapsed:.1f}s" + ("  (best)" if is_best else ""))
+                     f"lr {row['lr']:.2e}  {nfe}{elapsed:.1f}s" + ("  (best)" if is_best else ""))
             epoch, start_step, sums = epoch + 1, 0, _empty_sums()
             self._save(self._state(epoch, 0, sums, lr, plateau, stopper, history, rolled_back),
                        best)
