@@ -27,8 +27,8 @@ import time
 import numpy as np
 
 import ffjord_kit  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
-from ffjord_kit.data.calorimeter_preprocessing import postprocess, preprocess
-from ffjord_kit.data.calorimeter_synthetic import generate_showers
+from ffjord_kit.calorimeter.preprocessing import postprocess, preprocess
+from ffjord_kit.calorimeter.synthetic import generate_showers
 from ffjord_kit.errors import UserError, run_cli
 
 BACKBONE_KWARGS = {

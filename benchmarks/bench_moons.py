@@ -9,7 +9,7 @@ measured the same way: exact trace, Dormand-Prince at atol = rtol = 1e-5, on hel
   with TFP's adjoint gradients, Hutchinson (Gaussian) trace, plain tf.function, batch 256,
   Adam 1e-2, 20 epochs of 8192 points.
 - ablations, one change at a time towards the default (what each buys);
-- default: the project's configuration (ffjord_kit.tutorial_part1.Part1Settings).
+- default: the project's configuration (ffjord_kit.toys.tutorial_part1.Part1Settings).
 
 Printed: seconds per step, function evaluations per step, time to reach the stock run's final
 test NLL, and the test NLL after the stock run's wall-clock budget; the last line is JSON.
@@ -25,10 +25,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from ffjord_kit.data.moons import moons_entropy, sample_moons
 from ffjord_kit.flows.continuous import ContinuousFlow, FlowConfig
+from ffjord_kit.toys.moons import moons_entropy, sample_moons
+from ffjord_kit.toys.tutorial_part1 import Part1Settings
 from ffjord_kit.train_step import make_apply, make_loss_and_grad
-from ffjord_kit.tutorial_part1 import Part1Settings
 
 EVAL = {"eval_solver": "dopri5", "eval_trace": "exact",
         "eval_solver_kwargs": {"atol": 1e-5, "rtol": 1e-5, "max_steps": 4000}}

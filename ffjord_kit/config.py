@@ -252,14 +252,27 @@ class Config(Mapping):
 
     def replace(self, **overrides: Any) -> Config:
         """A copy with `overrides` applied and the whole config validated again."""
-        return validate_config({**self._values, **overrides}, where=self.path)
+        return validate_config({**self._values, **overrides}, where=self.path,
+                               note=lambda m: None)
 
     def __repr__(self) -> str:
         return f"Config({self.path!r}, {self._values!r})"
 
 
-def validate_config(raw: dict, where: str = "<config>") -> Config:
-    """Check keys and types (tutorial-style strings coerced), fill defaults, check ranges."""
+def disabled_keys(raw: dict) -> list[str]:
+    """Keys the tutorial's files use to park an alternative (`'SHAPE_': [28, 28, 1]` beside
+    `'SHAPE': [784]`): a known key with a trailing underscore. Rename one to switch to it."""
+    return [k for k in raw if k.endswith("_") and k.rstrip("_") in SCHEMA]
+
+
+def validate_config(raw: dict, where: str = "<config>", note=print) -> Config:
+    """Check keys and types (tutorial-style strings coerced), fill defaults, check ranges.
+    Disabled alternatives (`disabled_keys`) are dropped with a one-line `note`."""
+    parked = disabled_keys(raw)
+    if parked:
+        note(f"note: {where}: ignoring disabled key(s) {', '.join(parked)} (a trailing "
+             f"underscore parks an alternative; remove it to use one)")
+        raw = {k: v for k, v in raw.items() if k not in parked}
     unknown = [k for k in raw if k not in SCHEMA]
     if unknown:
         raise ConfigError(f"{where}: unknown key '{unknown[0]}' (known keys: "
@@ -276,7 +289,7 @@ def validate_config(raw: dict, where: str = "<config>") -> Config:
     return Config(values, where)
 
 
-def load_config(path: str | os.PathLike) -> Config:
+def load_config(path: str | os.PathLike, note=print) -> Config:
     """Read and validate a config file; ConfigError (one line, naming the file) on problems."""
     p = Path(path)
     if not p.is_file():
@@ -285,4 +298,4 @@ def load_config(path: str | os.PathLike) -> Config:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read ({exc})") from None
-    return validate_config(parse_config_text(text, str(p)), where=str(p))
+    return validate_config(parse_config_text(text, str(p)), where=str(p), note=note)

@@ -1,8 +1,9 @@
 """Likelihood inference on the condition of a conditional density model p(x | c).
 
-A model is anything with `log_prob(x, condition=c) -> (N,)` (nats) for x (N, D) and c (N, C),
-and the attribute `condition_dim` (or `config.condition_dim`): a `ContinuousFlow`, or a closed-
-form density for checking (`data.gaussians.AnalyticShiftedGaussianModel`).
+A model is anything with `log_prob(x, condition=c) -> (N,)` (nats) for x (N, D) and c (N, C)
+and the attributes `dim` and `condition_dim`: any conditional flow of the contract
+(flows/base.py: continuous, spline coupling, autoregressive spline), or a closed-form density
+for checking (`data.gaussians.AnalyticShiftedGaussianModel`).
 
 - `class_posterior`: p(c_k | x) over a discrete set of candidate conditions (log space).
 - `fit_condition`: maximum-likelihood (or MAP, with a log prior) condition, by projected Adam
@@ -37,21 +38,12 @@ LogPrior = Callable[[tf.Tensor], tf.Tensor]
 
 # ----------------------------------------------------------------------------- models
 def condition_dim(model) -> int:
-    """C, the condition dimension of a model (`condition_dim` or `config.condition_dim`)."""
+    """C, the condition dimension of a model (its `condition_dim`)."""
     c = getattr(model, "condition_dim", None)
-    if c is None and hasattr(model, "config"):
-        c = model.config.condition_dim
     if not c:
         raise ConditionError("likelihood inference needs a conditional model (condition_dim "
                              ">= 1); this model takes no condition")
     return int(c)
-
-
-def _data_dim(model) -> int | None:
-    d = getattr(model, "dim", None)
-    if d is None and hasattr(model, "config"):
-        d = model.config.dim
-    return d
 
 
 def rk4_likelihood(flow: ContinuousFlow, num_steps: int = 8) -> ContinuousFlow:
@@ -88,7 +80,7 @@ class _RowEvaluator:
             return lp, tape.gradient(lp, c)
 
         # shape-generic signature: one trace; XLA still compiles per concrete (padded) shape
-        spec = [tf.TensorSpec([None, _data_dim(model)], tf.float32),
+        spec = [tf.TensorSpec([None, getattr(model, "dim", None)], tf.float32),
                 tf.TensorSpec([None, condition_dim(model)], tf.float32)]
         self._fn = tf.function(value_and_grad, jit_compile=jit_compile, input_signature=spec)
 
@@ -125,7 +117,7 @@ def _check_x(model, x, joint: bool) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise DataError(f"x must be numeric, got dtype {arr.dtype}")
-    d = _data_dim(model)
+    d = getattr(model, "dim", None)
     want = "(M, D) or (G, M, D)" if joint else "(N, D)"
     ok_rank = arr.ndim in (2, 3) if joint else arr.ndim == 2
     if not ok_rank or (d is not None and arr.shape[-1] != d) or arr.size == 0:
@@ -296,7 +288,7 @@ def fit_condition(model, x, init, bounds=None, prior: LogPrior | None = None,
     """The condition maximising ln p(x | c) (+ ln prior(c): MAP), from several starts.
 
     Args:
-      model: has `log_prob(x, condition=)` and `condition_dim` (or `config.condition_dim`).
+      model: has `log_prob(x, condition=)`, `dim` and `condition_dim` (any conditional flow).
       x: per-event (N, D), one condition fitted per event; joint=True: (M, D) or (G, M, D),
         one condition per data set, maximising the summed log-likelihood of its M events.
       init: starting conditions, (S, C) shared by all fits or (G, S, C); a number or (S,) when

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ffjord_kit.distributed.launch import BACKEND_CHOICES, describe
+from ffjord_kit.distributed.factory import describe
+from ffjord_kit.distributed.launch import BACKEND_CHOICES
 from ffjord_kit.errors import run_cli
 
 

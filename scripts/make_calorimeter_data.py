@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ffjord_kit.data.calorimeter import DEFAULT_UNIT_SCALE, write_calogan
-from ffjord_kit.data.calorimeter_synthetic import PARTICLES, generate_showers
+from ffjord_kit.calorimeter.showers import DEFAULT_UNIT_SCALE, write_calogan
+from ffjord_kit.calorimeter.synthetic import PARTICLES, generate_showers
 from ffjord_kit.errors import UserError, run_cli
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from ffjord_kit.data.calorimeter import DEFAULT_UNIT_SCALE, NAN_POLICIES, read_calogan
+from ffjord_kit.calorimeter.observables import DEFAULT_VOXEL_THRESHOLD_GEV
+from ffjord_kit.calorimeter.report import write_calorimeter_report
+from ffjord_kit.calorimeter.showers import DEFAULT_UNIT_SCALE, NAN_POLICIES, read_calogan
 from ffjord_kit.errors import run_cli
-from ffjord_kit.evaluation.calorimeter_observables import DEFAULT_VOXEL_THRESHOLD_GEV
-from ffjord_kit.evaluation.calorimeter_report import write_calorimeter_report
 
 
 def main() -> int:

@@ -14,7 +14,7 @@ from ffjord_kit.cli_args import int_list, positive_float, positive_int
 from ffjord_kit.errors import run_cli
 from ffjord_kit.fileio import ensure_writable_dir
 from ffjord_kit.flows.trace import TRACE_ESTIMATORS
-from ffjord_kit.tutorial_part1 import Part1Settings, quick_settings, run, summary_lines
+from ffjord_kit.toys.tutorial_part1 import Part1Settings, quick_settings, run, summary_lines
 
 
 def main() -> int:

@@ -10,12 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ffjord_kit.data.calorimeter import write_calogan
-from ffjord_kit.data.calorimeter_synthetic import generate_showers
+from ffjord_kit.calorimeter.observables import classifier_features, shower_observables
+from ffjord_kit.calorimeter.report import compare_showers, write_observable_plots
+from ffjord_kit.calorimeter.showers import write_calogan
+from ffjord_kit.calorimeter.synthetic import generate_showers
 from ffjord_kit.errors import DataError
-from ffjord_kit.evaluation.calorimeter_observables import shower_observables
-from ffjord_kit.evaluation.calorimeter_report import compare_showers, write_observable_plots
-from ffjord_kit.evaluation.classifier_auc import classifier_auc, classifier_features
+from ffjord_kit.evaluation.classifier_auc import classifier_auc
+
+
+def shower_auc(reference, generated, **kw):
+    return classifier_auc(classifier_features(reference), classifier_features(generated), **kw)
 
 REPO = Path(__file__).resolve().parents[1]
 N_AUC = 2500  # per sample: 1500 train + 1000 held out, AUC standard error ~0.013
@@ -28,14 +32,14 @@ def reference():
 
 def test_auc_of_independent_samples_is_at_most_0p53(reference):
     same = generate_showers("gamma", N_AUC, seed=202)
-    res = classifier_auc(reference, same, seed=0, n_threads=1)
+    res = shower_auc(reference, same, seed=0, n_threads=1)
     assert res["n_test_per_sample"] == 1000 and res["n_train_per_sample"] == 1500
     assert res["auc"] <= 0.53, res
 
 
 def test_auc_of_widths_scaled_by_1p2_is_above_0p7(reference):
     wide = generate_showers("gamma", N_AUC, seed=303, width_scale=1.2)
-    res = classifier_auc(reference, wide, seed=0, n_threads=1)
+    res = shower_auc(reference, wide, seed=0, n_threads=1)
     assert res["auc"] > 0.7, res
 
 
@@ -44,7 +48,7 @@ def test_features_and_too_few_events(reference):
     assert x.shape[0] == 10 and x.shape[1] > 505
     assert np.isfinite(x[:, :505]).all()
     with pytest.raises(DataError, match="at least 20 training and 20 held-out"):
-        classifier_auc(reference.subset(slice(0, 30)), reference.subset(slice(30, 60)))
+        shower_auc(reference.subset(slice(0, 30)), reference.subset(slice(30, 60)))
 
 
 def test_report_flags_the_widened_observables(reference):

@@ -10,13 +10,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from ffjord_kit.data import calorimeter as calo
-from ffjord_kit.data.calorimeter import (
+
+from ffjord_kit.calorimeter.showers import (
     LAYER_KEYS,
     LAYER_SHAPES,
     ShowerSet,
-    load_calorimeter_training_arrays,
     read_calogan,
     write_calogan,
 )
@@ -109,7 +108,9 @@ def test_rank_reads_only_its_own_events(tmp_path, monkeypatch):
 
 
 def test_training_arrays(tmp_path):
-    f, c = load_calorimeter_training_arrays(_raw_file(tmp_path / "a.h5", n=9), rank=0, size=2)
+    from ffjord_kit.calorimeter.preprocessing import preprocess
+
+    f, c = preprocess(read_calogan(_raw_file(tmp_path / "a.h5", n=9), rank=0, size=2))
     assert f.shape == (5, 507) and f.dtype == np.float32
     assert c.shape == (5, 1) and c.dtype == np.float32
     assert np.isfinite(f).all() and (np.abs(c) <= 1).all()

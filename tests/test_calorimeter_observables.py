@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ffjord_kit.data.calorimeter import ShowerSet
-from ffjord_kit.evaluation.calorimeter_observables import (
+from ffjord_kit.calorimeter.observables import (
     cell_centres_mm,
     mean_image_distance,
     mean_images,
     observable_specs,
     shower_observables,
 )
+from ffjord_kit.calorimeter.showers import ShowerSet
 
 
 def _hand_built() -> ShowerSet:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ffjord_kit.data.calorimeter import ShowerSet
-from ffjord_kit.data.calorimeter_preprocessing import (
+from ffjord_kit.calorimeter.preprocessing import (
     ALPHA,
     N_FEATURES,
     inverse_logit_alpha,
@@ -16,7 +15,8 @@ from ffjord_kit.data.calorimeter_preprocessing import (
     postprocess,
     preprocess,
 )
-from ffjord_kit.data.calorimeter_synthetic import generate_showers
+from ffjord_kit.calorimeter.showers import ShowerSet
+from ffjord_kit.calorimeter.synthetic import generate_showers
 from ffjord_kit.errors import DataError
 
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ffjord_kit.data.calorimeter import read_calogan
-from ffjord_kit.data.calorimeter_synthetic import (
+from ffjord_kit.calorimeter.observables import shower_observables
+from ffjord_kit.calorimeter.showers import read_calogan
+from ffjord_kit.calorimeter.synthetic import (
     READOUT_THRESHOLD_GEV,
     cell_fractions,
     expected_deposit_fraction,
     generate_showers,
 )
 from ffjord_kit.errors import UserError
-from ffjord_kit.evaluation.calorimeter_observables import shower_observables
 
 REPO = Path(__file__).resolve().parents[1]
 

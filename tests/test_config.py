@@ -97,6 +97,25 @@ def test_missing_and_unknown_keys(tmp_path):
         load_config(path)
 
 
+def test_tutorial_mnist_file_with_disabled_alternatives_loads_with_a_note(tmp_path):
+    # The tutorial's own MNIST config parks the convolutional variant under 'KEY_' names.
+    path = tmp_path / "config_mnist.json"
+    path.write_text("""{
+      'SHAPE': [784], 'SHAPE_': [28, 28, 1], 'BATCH': 625, 'LR': '1e-4', 'MAXEPOCH': 100,
+      'EARLYSTOP': 10, 'NSTACKED': 3, 'NLAYERS': 2, 'LAYER_SIZE': [4096, 2048],
+      'LAYER_SIZE_': [64, 64, 128], 'KERNEL': 3, 'STRIDE': 2, 'ACT': 'tanh',
+      'MODEL': 'mnist', 'REG': 0.01,
+    }""")
+    notes = []
+    cfg = load_config(path, note=notes.append)
+    assert cfg["SHAPE"] == [784] and cfg["LAYER_SIZE"] == [4096, 2048]
+    assert len(notes) == 1 and "SHAPE_, LAYER_SIZE_" in notes[0] and "\n" not in notes[0]
+    # A misspelt key without the underscore is still an error.
+    path.write_text(json.dumps({**minimal(), "SHAPES": [2]}))
+    with pytest.raises(ConfigError, match=r"unknown key 'SHAPES'"):
+        load_config(path)
+
+
 def test_unparsable_and_absent_files(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('{"SHAPE": [2], "BATCH": }')

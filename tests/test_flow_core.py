@@ -94,7 +94,7 @@ def test_rk4_train_path_agrees_with_adaptive_and_regularized_path():
 
 
 def test_training_lowers_nll_and_counts_evaluations():
-    from ffjord_kit.data.moons import sample_moons
+    from ffjord_kit.toys.moons import sample_moons
 
     flow = tiny_flow(stacked=1, solver="rk4")
     x = sample_moons(1024, seed=0)

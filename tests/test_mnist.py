@@ -6,8 +6,9 @@ import gzip
 import numpy as np
 import pytest
 
-from ffjord_kit.data.digits import DIGITS_LEVELS, load_digits
-from ffjord_kit.data.mnist import (
+from ffjord_kit.errors import DataError
+from ffjord_kit.images.digits import DIGITS_LEVELS, load_digits
+from ffjord_kit.images.mnist import (
     IDX_FILES,
     bits_per_dim,
     labels_from_condition,
@@ -19,7 +20,6 @@ from ffjord_kit.data.mnist import (
     read_idx,
     write_idx,
 )
-from ffjord_kit.errors import DataError
 
 
 def fake_mnist(n_train=12, n_test=5, seed=0):
@@ -103,7 +103,7 @@ def test_bits_per_dim_of_uniform_pixels_is_log2_levels():
     # If y is uniform on [0, 1)^D then p(z) = 1 / |dz/dy|, and every pixel value is equally
     # likely: exactly log2(L) bits per dimension.
     z = logit_transform(np.random.default_rng(1).uniform(size=(7, 784)))
-    from ffjord_kit.data.mnist import inverse_logit_transform
+    from ffjord_kit.images.mnist import inverse_logit_transform
     log_pz = -log_abs_jacobian(inverse_logit_transform(z))
     np.testing.assert_allclose(bits_per_dim(log_pz, z, 256), 8.0, atol=1e-9)
     np.testing.assert_allclose(bits_per_dim(log_pz, z, 17), np.log2(17), atol=1e-9)

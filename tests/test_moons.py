@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ffjord_kit.data.moons import moons_log_density, sample_moons
+from ffjord_kit.toys.moons import moons_log_density, sample_moons
 
 
 def test_exact_density_integrates_to_one():

@@ -62,7 +62,7 @@ def test_digits_quick(tmp_path):
 
 
 def test_mnist_quick_from_idx_files(tmp_path):
-    from ffjord_kit.data.mnist import IDX_FILES, write_idx
+    from ffjord_kit.images.mnist import IDX_FILES, write_idx
 
     rng = np.random.default_rng(0)
     data_dir = tmp_path / "mnist"
@@ -84,8 +84,8 @@ def test_mnist_quick_from_idx_files(tmp_path):
 
 
 def test_calorimeter_quick_from_calogan_file(tmp_path):
-    from ffjord_kit.data.calorimeter import write_calogan
-    from ffjord_kit.data.calorimeter_synthetic import generate_showers
+    from ffjord_kit.calorimeter.showers import write_calogan
+    from ffjord_kit.calorimeter.synthetic import generate_showers
 
     write_calogan(tmp_path / "gamma.hdf5", generate_showers("gamma", 120, seed=1))
     # The tutorial passes the file itself as --data_folder.

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ffjord_kit.data.moons import sample_moons
 from ffjord_kit.distributed.backend import SingleProcess
 from ffjord_kit.errors import TrainingDiverged, UserError
 from ffjord_kit.flows.continuous import ContinuousFlow, FlowConfig
+from ffjord_kit.toys.moons import sample_moons
 from ffjord_kit.training import ArrayData, ShardedBatches, Trainer, TrainSettings
 from ffjord_kit.training.checkpoint import RunLock
 from ffjord_kit.training.schedule import EarlyStopping, ReduceOnPlateau

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import tensorflow as tf
 import tf_keras
 
@@ -69,8 +68,3 @@ class NormalisedBlock(tf.Module):
         if self.dropout is not None:
             h = self.dropout(h, training=training)
         return self._act(h)
-
-
-def count_parameters(module: tf.Module) -> int:
-    """Number of trainable scalars of a backbone."""
-    return int(sum(np.prod(v.shape) for v in module.trainable_variables))

@@ -1,11 +1,12 @@
 """Data-parallel backends behind one small interface (see backend.py).
 
-`make_backend("auto" | "horovod" | "tf" | "none")` (launch.py) starts the engine the launcher
+`make_backend("auto" | "horovod" | "tf" | "none")` (factory.py) starts the engine the launcher
 asks for; HorovodBackend and TFMultiWorkerBackend are imported lazily, only when chosen, so
 the project works without Horovod.
 """
 
 from .backend import Backend, SingleProcess
+from .factory import make_backend
 from .launch import (
     BACKEND_CHOICES,
     DistributedError,
@@ -14,7 +15,6 @@ from .launch import (
     choose_backend,
     detect_launch,
     horovod_available,
-    make_backend,
 )
 
 __all__ = ["BACKEND_CHOICES", "Backend", "DistributedError", "LaunchInfo", "SingleProcess",

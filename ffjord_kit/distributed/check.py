@@ -1,10 +1,10 @@
 """A short, deterministic data-parallel run that proves a backend averages gradients.
 
-`run_check` trains a small two-moons flow of any family for `steps` steps: a `ContinuousFlow`
-(exact trace, fixed-step RK4, no dropout), or a conditional spline coupling or autoregressive
-spline flow (batch norm off; condition = 1 where x0 > 0.5, else 0), so every step is
-deterministic. Step k uses the global batch of rows
-(k * B + arange(B)) mod N of one fixed data set; rank r takes rows r, r + size, ... of it, so
+`run_check` trains a small flow of any family on a fixed 2-D data set (a noisy arc) for `steps`
+steps: a `ContinuousFlow` (exact trace, fixed-step RK4, no dropout), or a conditional spline
+coupling or autoregressive spline flow (batch norm off; condition = 1 where x0 > 0.5, else 0),
+so every step is deterministic. Step k uses the global batch of rows (k * B + arange(B)) mod N
+of the data set; rank r takes rows r, r + size, ... of it, so
 the ranks together see exactly the global batch. With averaged gradients the final weights
 then match a single process that used the whole batch (test_equivalence.py), whatever the
 number of ranks. It also times the steps (benchmarks/bench_scaling.py) and checks that every
@@ -21,7 +21,6 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from ..data.moons import sample_moons
 from ..errors import UserError
 from ..fileio import atomic_path, ensure_writable_dir, write_json
 from ..flows.autoregressive_spline import (
@@ -69,6 +68,14 @@ def check_flow_config(s: CheckSettings) -> FlowConfig:
                       train_trace="exact", seed=s.seed)
 
 
+def check_data(n: int, seed: int) -> np.ndarray:
+    """n points (n, 2) float32 on a noisy arc: a fixed, non-Gaussian data set."""
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0.0, np.pi, n)
+    return (np.stack([np.cos(t), np.sin(t)], 1) + 0.1 * rng.standard_normal((n, 2))
+            ).astype(np.float32)
+
+
 def check_flow(s: CheckSettings):
     """The small deterministic flow of the check, of family `s.family`."""
     if s.family == "continuous":
@@ -108,7 +115,7 @@ def run_check(backend: Backend, settings: CheckSettings, out: str | Path | None 
         raise UserError(f"global batch {s.global_batch} does not divide by {backend.size} ranks")
     if s.steps <= s.warmup_steps:
         raise UserError(f"--steps must exceed the {s.warmup_steps} warm-up steps")
-    data = sample_moons(s.n_data, seed=s.seed).astype(np.float32)
+    data = check_data(s.n_data, s.seed)
     condition = (data[:, :1] > 0.5).astype(np.float32)  # for the conditional spline flows
     with backend.scope():
         flow = check_flow(s)

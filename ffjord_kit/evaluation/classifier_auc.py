@@ -1,11 +1,12 @@
-"""The CaloFlow fidelity metric: AUC of a classifier separating generated from reference showers.
+"""The CaloFlow fidelity metric, for any per-event features: the AUC of a classifier trained to
+separate generated from reference events.
 
-A gradient-boosted tree classifier (scikit-learn's HistGradientBoostingClassifier) sees, per
-shower, the log voxel energies, log10 of the incident energy and the high-level observables of
-`calorimeter_observables`, standardised on the training split. It is trained on one split of
-(reference, generated) and its ROC AUC measured on the held-out split: 0.5 means the classifier
-cannot tell the samples apart, 1.0 that it always can. Equal numbers of showers are drawn from
-each sample so the AUC is not skewed by class balance.
+A gradient-boosted tree classifier (scikit-learn's HistGradientBoostingClassifier) sees the
+features (N, F) of each event, standardised on the training split. It is trained on one split
+of (reference, generated) and its ROC AUC measured on the held-out split: 0.5 means the
+classifier cannot tell the samples apart, 1.0 that it always can. Equal numbers of events are
+drawn from each sample so the AUC is not skewed by class balance. The calorimeter's features
+are `calorimeter.observables.classifier_features`.
 
 The metric's own checks (tests/test_calorimeter_auc.py, docs/calorimeter.md): two independent
 samples of the same generator score <= 0.53; a sample whose lateral widths are scaled by 1.2
@@ -16,23 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.calorimeter import ShowerSet
 from ..errors import DataError
-from .calorimeter_observables import DEFAULT_VOXEL_THRESHOLD_GEV, shower_observables
-
-
-def classifier_features(showers: ShowerSet,
-                        threshold_gev: float = DEFAULT_VOXEL_THRESHOLD_GEV) -> np.ndarray:
-    """Per-shower classifier inputs, (N, 504 + 1 + n_observables) float64.
-
-    log10(voxel + threshold) (so sub-threshold voxels all look alike), log10(E_inc / GeV),
-    then the high-level observables (NaN for an empty layer: the trees treat it as missing).
-    """
-    voxels = np.log10(showers.voxels().astype(np.float64) + threshold_gev)
-    log_e = np.log10(showers.energy.astype(np.float64))
-    obs = shower_observables(showers, threshold_gev)
-    high = np.stack([obs[k] for k in sorted(obs)], axis=1)
-    return np.concatenate([voxels, log_e, high], axis=1)
 
 
 def _auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
@@ -43,12 +28,13 @@ def _auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
     return float(np.sqrt(max(var, 0.0)))
 
 
-def classifier_auc(reference: ShowerSet, generated: ShowerSet, seed: int = 0,
+def classifier_auc(reference: np.ndarray, generated: np.ndarray, seed: int = 0,
                    test_fraction: float = 0.4, max_events: int | None = None,
                    max_iter: int = 200, n_threads: int | None = 1) -> dict[str, float]:
-    """Train a classifier generated-vs-reference and return its held-out ROC AUC.
+    """Train a classifier generated-vs-reference on features (N, F) and (M, F); return its
+    held-out ROC AUC.
 
-    Uses n = min(len(reference), len(generated), max_events) showers of each, split per class
+    Uses n = min(len(reference), len(generated), max_events) events of each, split per class
     into a training part and a held-out `test_fraction`. Returns auc, its Hanley-McNeil standard
     error, the sizes, and the training AUC (much above the held-out one means overfitting).
     n_threads: OpenMP threads for the trees (None: all cores). Default 1: on a shared, busy
@@ -64,13 +50,13 @@ def classifier_auc(reference: ShowerSet, generated: ShowerSet, seed: int = 0,
         n = min(n, int(max_events))
     n_test = int(round(n * test_fraction))
     if n_test < 20 or n - n_test < 20:
-        raise DataError(f"classifier AUC needs at least 20 training and 20 held-out showers "
-                        f"per sample, got {n} showers per sample")
+        raise DataError(f"classifier AUC needs at least 20 training and 20 held-out events "
+                        f"per sample, got {n} events per sample")
     rng = np.random.default_rng(seed)
     idx_r = rng.permutation(len(reference))[:n]
     idx_g = rng.permutation(len(generated))[:n]
-    x_r = classifier_features(reference.subset(np.sort(idx_r)))
-    x_g = classifier_features(generated.subset(np.sort(idx_g)))
+    x_r = np.asarray(reference, np.float64)[np.sort(idx_r)]
+    x_g = np.asarray(generated, np.float64)[np.sort(idx_g)]
     # Shuffle rows again after the sorted subset so the split does not follow file order.
     x_r, x_g = x_r[rng.permutation(n)], x_g[rng.permutation(n)]
     x_train = np.concatenate([x_r[n_test:], x_g[n_test:]])
@@ -90,5 +76,4 @@ def classifier_auc(reference: ShowerSet, generated: ShowerSet, seed: int = 0,
     return {"auc": auc, "auc_stderr": _auc_standard_error(auc, n_test, n_test),
             "auc_train": auc_train, "n_train_per_sample": n - n_test,
             "n_test_per_sample": n_test, "n_iterations": int(clf.n_iter_),
-            "classifier": "HistGradientBoostingClassifier on standardised log voxels + "
-                          "log E_inc + high-level observables"}
+            "classifier": "HistGradientBoostingClassifier on standardised features"}

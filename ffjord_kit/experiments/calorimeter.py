@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..calorimeter.preprocessing import postprocess, preprocess
+from ..calorimeter.showers import read_calogan, write_calogan
+from ..calorimeter.synthetic import generate_showers
 from ..config import Config
-from ..data.calorimeter import read_calogan, write_calogan
-from ..data.calorimeter_preprocessing import postprocess, preprocess
-from ..data.calorimeter_synthetic import generate_showers
 from ..errors import DataError
 from ..training.datasets import ArrayData
 from .base import FFJORDExperiment, Prepared, batched_log_prob, locate_data, make_sampler
@@ -55,7 +55,7 @@ def load(cfg: Config, data_folder: str | None, quick: bool, seed: int,
 
 def report(flow, cfg: Config, prepared: Prepared, out: Path, quick: bool, seed: int) -> dict:
     """Generated showers at the reference energies, the comparison report, and test NLL."""
-    from ..evaluation.calorimeter_report import write_calorimeter_report
+    from ..calorimeter.report import write_calorimeter_report
 
     reference = prepared.meta["reference"]
     condition = prepared.test.condition

@@ -19,16 +19,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..config import Config  # noqa: E402
-from ..data.digits import DIGITS_LEVELS, load_digits  # noqa: E402
-from ..data.mnist import (  # noqa: E402
+from ..errors import DataError  # noqa: E402
+from ..fileio import atomic_path, save_figure  # noqa: E402
+from ..images.digits import DIGITS_LEVELS, load_digits  # noqa: E402
+from ..images.mnist import (  # noqa: E402
     ImageSet,
     bits_per_dim,
     load_mnist,
     postprocess_images,
     preprocess_images,
 )
-from ..errors import DataError  # noqa: E402
-from ..fileio import atomic_path, save_figure  # noqa: E402
 from ..training.datasets import ArrayData  # noqa: E402
 from .base import (  # noqa: E402
     FFJORDExperiment,

@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..config import Config  # noqa: E402
-from ..data.moons import DEFAULT_NOISE, moons_log_density, sample_moons  # noqa: E402
 from ..fileio import save_figure  # noqa: E402
+from ..toys.moons import DEFAULT_NOISE, moons_log_density, sample_moons  # noqa: E402
 from ..training.datasets import ArrayData  # noqa: E402
 from .base import FFJORDExperiment, Prepared, batched_log_prob, make_sampler  # noqa: E402
 

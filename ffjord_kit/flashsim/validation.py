@@ -184,9 +184,3 @@ def format_w1_table(report: dict) -> str:
     lines.append(f"\n{report['n_within_2x_floor']}/{report['n_variables']} variables within 2x "
                  "the statistical floor")
     return "\n".join(lines)
-
-
-def reference_split(rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(gen rows to condition on [n], reference rows [rest]) from file rows, disjoint."""
-    return rows[:n], rows[n:]
-

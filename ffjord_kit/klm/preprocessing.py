@@ -40,13 +40,6 @@ class KLMPreprocessing:
         u = (_log_momentum(context) - np.asarray(self.context_mean)) / np.asarray(self.context_std)
         return u.astype(np.float32)
 
-    def decode_context(self, u: np.ndarray) -> np.ndarray:
-        """Exact inverse of `encode_context` (float64)."""
-        ctx = (np.asarray(u, np.float64) * np.asarray(self.context_std)
-               + np.asarray(self.context_mean))
-        ctx[:, _MOMENTUM] = np.exp(ctx[:, _MOMENTUM])
-        return ctx
-
     def encode_time(self, time: np.ndarray) -> np.ndarray:
         """Photon time [ns] (N,) -> standardised (N, 1) float32."""
         return ((np.asarray(time, np.float64) - self.time_mean) / self.time_std

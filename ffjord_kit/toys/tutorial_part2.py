@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import inference as inf
+from .. import inference as inf
+from ..fileio import write_json
+from ..fit import FitSettings, fit
+from ..flows.continuous import ContinuousFlow, FlowConfig
 from . import plots_conditional as plots
-from .data.gaussians import AnalyticShiftedGaussianModel, ShiftedGaussian, TwoGaussians
-from .fileio import write_json
-from .fit import FitSettings, fit
-from .flows.continuous import ContinuousFlow, FlowConfig
+from .gaussians import AnalyticShiftedGaussianModel, ShiftedGaussian, TwoGaussians
 
 # Acceptance limits of the issue (docs/walkthrough_part2.md).
 ACCURACY_MARGIN = 0.01

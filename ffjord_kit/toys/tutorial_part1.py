@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from ..errors import TrainingDiverged
+from ..fileio import write_json
+from ..fit import FitSettings, fit
+from ..flows.continuous import ContinuousFlow, FlowConfig
 from . import plots2d
-from .data.moons import DEFAULT_NOISE, moons_entropy, moons_log_density, sample_moons
-from .errors import TrainingDiverged
-from .fileio import write_json
-from .fit import FitSettings, fit
-from .flows.continuous import ContinuousFlow, FlowConfig
+from .moons import DEFAULT_NOISE, moons_entropy, moons_log_density, sample_moons
 
 QUESTION_POINT = (0.0, 0.5)
 BASE_POINT = (-0.1, 0.6)

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .fileio import save_figure  # noqa: E402
+from ..fileio import save_figure  # noqa: E402
 
 
 def scatter(points: np.ndarray, path: str | Path, title: str, color: str = "tab:blue",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.calorimeter import CELL_SIZES_MM, LAYER_SHAPES, ShowerSet
+from .showers import CELL_SIZES_MM, LAYER_SHAPES, ShowerSet
 
 DEFAULT_VOXEL_THRESHOLD_GEV: float = 1e-5  # a voxel counts as hit above 0.01 MeV
 
@@ -118,3 +118,18 @@ def mean_image_distance(reference: ShowerSet, generated: ShowerSet) -> dict[str,
                                    strict=True)):
         out[f"layer_{i}"] = float(np.abs(g - r).sum() / max(r.sum(), 1e-30))
     return out
+
+
+def classifier_features(showers: ShowerSet,
+                        threshold_gev: float = DEFAULT_VOXEL_THRESHOLD_GEV) -> np.ndarray:
+    """Per-shower inputs of the classifier AUC (evaluation/classifier_auc.py),
+    (N, 504 + 1 + n_observables) float64.
+
+    log10(voxel + threshold) (so sub-threshold voxels all look alike), log10(E_inc / GeV),
+    then the high-level observables (NaN for an empty layer: the trees treat it as missing).
+    """
+    voxels = np.log10(showers.voxels().astype(np.float64) + threshold_gev)
+    log_e = np.log10(showers.energy.astype(np.float64))
+    obs = shower_observables(showers, threshold_gev)
+    high = np.stack([obs[k] for k in sorted(obs)], axis=1)
+    return np.concatenate([voxels, log_e, high], axis=1)

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..transforms import ALPHA
 
 # The same squashed logit as the CaloFlow preprocessing: z = logit(alpha + (1 - 2 alpha) y).
-from .calorimeter_preprocessing import inverse_logit_alpha as inverse_logit_transform
-from .calorimeter_preprocessing import logit_alpha as logit_transform
+from ..transforms import inverse_logit_alpha as inverse_logit_transform
+from ..transforms import logit_alpha as logit_transform
 
-ALPHA: float = 1e-6
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
     "y_train": "train-labels-idx1-ubyte",

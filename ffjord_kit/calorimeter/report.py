@@ -20,18 +20,19 @@ from typing import Any
 
 import numpy as np
 
-from ..data.calorimeter import LAYER_KEYS, ShowerSet
+from ..evaluation.classifier_auc import classifier_auc
+from ..evaluation.distances import compare_samples, statistical_floor
+from ..evaluation.histograms import plot_ratio_hist, ratio_figure
 from ..fileio import ensure_writable_dir, save_figure, write_json
-from .calorimeter_observables import (
+from .observables import (
     DEFAULT_VOXEL_THRESHOLD_GEV,
+    classifier_features,
     mean_image_distance,
     mean_images,
     observable_specs,
     shower_observables,
 )
-from .classifier_auc import classifier_auc
-from .distances import compare_samples, statistical_floor
-from .histograms import plot_ratio_hist, ratio_figure
+from .showers import LAYER_KEYS, ShowerSet
 
 OVERVIEW_OBSERVABLES: tuple[str, ...] = (
     "E_total", "deposit_ratio", "shower_depth", "frac_layer_0", "frac_layer_1", "frac_layer_2",
@@ -68,7 +69,8 @@ def compare_showers(reference: ShowerSet, generated: ShowerSet, seed: int = 0,
         "mean_image_l1": mean_image_distance(reference, generated),
     }
     if with_auc:
-        report["classifier"] = classifier_auc(reference, generated, seed=seed,
+        report["classifier"] = classifier_auc(classifier_features(reference),
+                                              classifier_features(generated), seed=seed,
                                               max_events=auc_max_events,
                                               n_threads=auc_n_threads)
     return report

@@ -40,7 +40,7 @@ import numpy as np
 from scipy import special
 
 from ..errors import UserError
-from .calorimeter import CELL_SIZES_MM, LAYER_SHAPES, ShowerSet
+from .showers import CELL_SIZES_MM, LAYER_SHAPES, ShowerSet
 
 LAYER_DEPTHS_X0: tuple[tuple[float, float], ...] = ((0.0, 3.0), (3.0, 19.0), (19.0, 21.0))
 CRITICAL_ENERGY_GEV: float = 7.4e-3  # lead

@@ -255,19 +255,3 @@ def write_calogan(path: str | os.PathLike, showers: ShowerSet,
         for key, value in showers.info.items():
             if key.startswith("generator_") and isinstance(value, (str, int, float)):
                 fh.attrs[key] = value
-
-
-def load_calorimeter_training_arrays(path: str | os.PathLike,
-                                     unit_scale: float = DEFAULT_UNIT_SCALE, rank: int = 0,
-                                     size: int = 1, max_events: int | None = None,
-                                     nan_policy: str = "error") -> tuple[np.ndarray, np.ndarray]:
-    """This rank's training arrays, ready for `tf.data.Dataset.from_tensor_slices`.
-
-    Returns (features (N, 507) float32, condition (N, 1) float32): the CaloFlow preprocessing of
-    `read_calogan(path, ...)`; `postprocess(features, condition)` maps model samples back to
-    showers in GeV.
-    """
-    from .calorimeter_preprocessing import preprocess
-
-    return preprocess(read_calogan(path, unit_scale=unit_scale, rank=rank, size=size,
-                                   max_events=max_events, nan_policy=nan_policy))

@@ -27,25 +27,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
-from .calorimeter import LAYER_SHAPES, N_VOXELS, ShowerSet
+from ..transforms import ALPHA, inverse_logit_alpha, logit_alpha  # noqa: F401  (re-exported)
+from .showers import LAYER_SHAPES, N_VOXELS, ShowerSet
 
-ALPHA: float = 1e-6
 N_FEATURES: int = N_VOXELS + 3  # 507
 ENERGY_PIVOT_GEV: float = 10.0
 _LAYER_SIZES = [h * w for h, w in LAYER_SHAPES]
 _LAYER_OFFSETS = np.cumsum([0, *_LAYER_SIZES])
-
-
-def logit_alpha(x: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
-    """logit(alpha + (1 - 2 alpha) x) for x in [0, 1] (float64)."""
-    y = alpha + (1.0 - 2.0 * alpha) * np.asarray(x, dtype=np.float64)
-    return np.log(y) - np.log1p(-y)
-
-
-def inverse_logit_alpha(z: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
-    """Inverse of `logit_alpha` (float64); values outside [0, 1] are possible for any real z."""
-    y = 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
-    return (y - alpha) / (1.0 - 2.0 * alpha)
 
 
 _ZERO_FEATURE = np.float32(logit_alpha(0.0))

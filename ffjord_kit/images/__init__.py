@@ -1,0 +1,1 @@
+"""Image data: MNIST readers and preprocessing, and the offline 8x8 digits."""
