@@ -17,15 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+import tf_keras
 
+from ffjord_kit.distributed.backend import SingleProcess
 from ffjord_kit.errors import UserError, run_cli
 from ffjord_kit.flows.autoregressive_spline import AutoregressiveSplineConfig
-from ffjord_kit.klm.config import TrainingConfig, load_config
+from ffjord_kit.klm.config import load_config
 from ffjord_kit.klm.model import KLMTimingModel
 from ffjord_kit.klm.preprocessing import KLMPreprocessing
 from ffjord_kit.klm.sampling import sample_physical
 from ffjord_kit.klm.synthetic import generate_table
-from ffjord_kit.klm.training import KLMTrainer
+from ffjord_kit.train_step import make_apply, make_loss_and_grad
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,12 +70,16 @@ def main() -> int:
         model_cfg = model.flow.config
     else:
         model = KLMTimingModel.create(model_cfg, KLMPreprocessing.fit(data))
-    # Training step on copies of the weights: the benchmark must not change a loaded model.
-    trainer = KLMTrainer(KLMTimingModel(type(model.flow)(model_cfg), model.prep),
-                         TrainingConfig(batch_size=max(sizes)))
-    for target, source in zip(trainer.model.flow.weight_variables(),
-                              model.flow.weight_variables(), strict=True):
+    # The Trainer's step (Adam with the config's L2 weight decay) on a copy of the weights:
+    # the benchmark must not change a loaded model.
+    copy = type(model.flow)(model_cfg)
+    for target, source in zip(copy.weight_variables(), model.flow.weight_variables(),
+                              strict=True):
         target.assign(source)
+    train_step = SingleProcess().train_step(
+        make_loss_and_grad(copy),
+        make_apply(tf_keras.optimizers.Adam(config.training.learning_rate),
+                   copy.trainable_variables, weight_decay=config.training.weight_decay))
     u_all = model.prep.encode_time(data.time)
     c_all = model.prep.encode_context(data.context)
     rng = np.random.default_rng(0)
@@ -87,7 +93,8 @@ def main() -> int:
     print(header)
     for b in sizes:
         u, c, ctx = u_all[:b], c_all[:b], data.context[:b]
-        t_train = _timed(lambda u=u, c=c: trainer.train_step(u, c), args.min_seconds, args.max_reps)
+        t_train = _timed(lambda u=u, c=c: train_step(u, c)[0].numpy(), args.min_seconds,
+                         args.max_reps)
         t_raw = _timed(lambda ctx=ctx, b=b: model.sample_raw(ctx, rng, batch_size=b),
                        args.min_seconds, args.max_reps)
         accs = []

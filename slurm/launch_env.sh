@@ -4,9 +4,11 @@
 #
 # Settings (environment variables, all optional):
 #   FFJORD_BACKEND     tf | horovod | auto | none        (default tf)
-#   FFJORD_MODEL       --model_name of train_parallel.py  (default calorimeter)
+#   FFJORD_MODEL       --model_name of train_parallel.py: moon, mnist, digits, calorimeter,
+#                      jets, muons or klm                  (default calorimeter)
 #   FFJORD_OUT         output folder of the job chain     (default runs/perlmutter_<model>_<backend>)
-#   FFJORD_DATA        --data_folder (the CaloGAN HDF5 file for calorimeter)
+#   FFJORD_DATA        --data_folder (the CaloGAN HDF5 file for calorimeter, the folder of
+#                      train_*.h5 + val.h5 for jets/muons, the photon file for klm)
 #   FFJORD_EXTRA_ARGS  more train_parallel.py arguments, e.g. "--epochs 50"
 #   FFJORD_VENV        virtual environment to activate (default <repo>/.venv when present,
 #                      else `module load tensorflow`)
@@ -46,8 +48,8 @@ ffjord_setup_env() {
 }
 
 ffjord_has_checkpoint() {
-    # train_parallel.py keeps its checkpoint in <out>/<MODEL tag>/checkpoint/state.json.
-    compgen -G "$FFJORD_OUT/*/checkpoint/state.json" >/dev/null
+    # train_parallel.py keeps its checkpoints in <out>/<run name>/checkpoint{,.prev}/.
+    compgen -G "$FFJORD_OUT/*/checkpoint*/state.json" >/dev/null
 }
 
 ffjord_task_command() {

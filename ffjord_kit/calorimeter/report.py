@@ -79,11 +79,8 @@ def compare_showers(reference: ShowerSet, generated: ShowerSet, seed: int = 0,
 def _draw(ax_main, ax_ratio, reference: np.ndarray, generated: np.ndarray, name: str,
           entry: dict[str, Any], bins: int) -> None:
     spec = observable_specs()[name]
-    # Empty reference bins give NaN ratios; matplotlib's error bars then warn harmlessly.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        plot_ratio_hist(ax_main, ax_ratio, reference, generated, bins=bins, label=spec.label,
-                        log_x=spec.log_x)
-    ax_main.tick_params(labelbottom=False)
+    plot_ratio_hist(ax_main, ax_ratio, reference, generated, bins=bins, label=spec.label,
+                    log_x=spec.log_x)
     ax_main.set_title(f"{name}: W1 {entry['w1']:.3g}, KS {entry['ks']:.3f}", fontsize=7)
 
 
@@ -92,9 +89,7 @@ def _overview_figure(obs_r: dict, obs_g: dict, report: dict[str, Any]):
     for (ax_main, ax_ratio), name in zip(pairs, OVERVIEW_OBSERVABLES, strict=True):
         _draw(ax_main, ax_ratio, obs_r[name], obs_g[name], name, report["observables"][name], 40)
         ax_ratio.set_xlabel("")  # the title names the observable; frees room between rows
-    # Taller than ratio_figure's default so tick labels clear the next row's two-line titles.
     fig.set_size_inches(12.8, 3.8 * ((len(OVERVIEW_OBSERVABLES) + 3) // 4))
-    fig.subplots_adjust(top=0.94, bottom=0.04, left=0.06, right=0.98)
     title = f"calorimeter validation: {report['n_reference']} reference vs " \
             f"{report['n_generated']} generated showers"
     if "classifier" in report:

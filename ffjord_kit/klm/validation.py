@@ -12,7 +12,6 @@ distances shrink as 1/sqrt(n) for continuous distributions).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,8 +154,6 @@ def plot_validation(res: ValidationResult, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     rep = res.report
     paths = []
-    # Empty reference bins give NaN ratios; matplotlib warns while drawing their error bars.
-    warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
     fig, [(ax, axr)] = ratio_figure(1, ncols=1)
     fig.set_size_inches(6, 5)
     plot_ratio_hist(ax, axr, res.truth, res.generated, 80, "photon time [ns]",
@@ -173,7 +170,6 @@ def plot_validation(res: ValidationResult, out_dir: str | Path) -> list[Path]:
     n_p = len(res.p_edges) - 1
     fig, pairs = ratio_figure(n_z * n_p, ncols=n_p)
     fig.set_size_inches(3.6 * n_p, 3.6 * n_z)
-    pairs[0][0].get_subplotspec().get_gridspec().update(hspace=0.5, wspace=0.3)
     for row, (ax, axr) in zip(rep["bins"], pairs, strict=True):
         b = row["bin"]
         t, g = res.truth[res.truth_bin == b], res.generated[res.generated_bin == b]
