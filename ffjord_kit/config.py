@@ -1,4 +1,13 @@
-"""Training configs for `train_parallel.py`: loading and validation.
+"""The one config loader: files, strict sections, overrides; and the continuous-flow configs.
+
+Every config file of the project goes through `read_config_file` (strict JSON, or the
+tutorial's relaxed style: single quotes, trailing commas, True/False/None) and is checked
+strictly, one `ConfigError` line naming the key and the file for an unknown key, a missing one
+or a wrong type; numbers written as strings ("1e-4") are accepted. Nested configs (FlashSim,
+KLM: lower-case keys in sections) are built with `config_section` from their dataclasses;
+`merge_overrides` applies a named override set (--quick) or command-line overrides.
+
+The continuous-flow configs of `train_parallel.py` follow.
 
 A config is a JSON object with the tutorial's keys (SHAPE, BATCH, LR, MAXEPOCH, EARLYSTOP,
 NSTACKED, NLAYERS, LAYER_SIZE, ACT, MODEL, REG, and optionally KERNEL and STRIDE) plus the
@@ -15,9 +24,11 @@ key and the file.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import math
 import os
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +159,78 @@ def _number(value: Any, key: str, where: str, integral: bool) -> int | float:
     return float(value)
 
 
+def read_config_file(path: str | os.PathLike) -> dict:
+    """The top-level object of a config file; ConfigError (one line, naming the file)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} not found")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read ({exc})") from None
+    return parse_config_text(text, str(p))
+
+
+def merge_overrides(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` applied; nested dicts are merged key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_overrides(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _typed(value: Any, hint: Any, key: str, where: str) -> Any:
+    """`value` checked (and coerced: '1e-4' -> 1e-4) against a dataclass field's type."""
+    args = typing.get_args(hint)
+    if type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(hint) or hint
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: key '{key}' must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        return _number(value, key, where, integral=True)
+    if hint is float:
+        return _number(value, key, where, integral=False)
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(f"{where}: key '{key}' must be a string, got {value!r}")
+    if origin is dict and not isinstance(value, dict):
+        raise ConfigError(f"{where}: key '{key}' must be an object, got {value!r}")
+    if origin in (list, tuple) and not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: key '{key}' must be a list, got {value!r}")
+    return value
+
+
+def config_section(cls, raw: Any, where: str, section: str = "", **fixed: Any):
+    """An instance of dataclass `cls` from `raw` (a dict of its fields), checked strictly.
+
+    `fixed`: fields set by the caller (refused when the file sets them). Range checks stay in
+    the dataclass (`__post_init__`); their ConfigError gains the file name."""
+    name = f"{section}." if section else ""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: section '{section}' must be an object, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls) if f.name not in fixed]
+    for key in raw:
+        if key in fixed:
+            raise ConfigError(f"{where}: key '{name}{key}' is set by the program; remove it")
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{name}{key}' (known: {', '.join(known)})")
+    values = {k: _typed(v, hints[k], name + k, where) for k, v in raw.items()}
+    try:
+        return cls(**values, **fixed)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: section '{section}': {exc}") from None
+
+
 def _coerce(key: str, value: Any, where: str) -> Any:
     kind = SCHEMA[key].kind
     if kind.endswith("_or_none"):
@@ -259,6 +342,18 @@ class Config(Mapping):
         return f"Config({self.path!r}, {self._values!r})"
 
 
+def _canonical_keys(raw: dict, where: str) -> dict:
+    """Keys in the project's lower-case dialect (`lr`, `layer_size`) or the tutorial's
+    UPPER-CASE (`LR`, `LAYER_SIZE`): both mean the same key; giving one twice is an error."""
+    out: dict = {}
+    for key, value in raw.items():
+        canonical = key.upper() if isinstance(key, str) else key
+        if canonical in out:
+            raise ConfigError(f"{where}: key '{canonical}' is given twice ('{key}')")
+        out[canonical] = value
+    return out
+
+
 def disabled_keys(raw: dict) -> list[str]:
     """Keys the tutorial's files use to park an alternative (`'SHAPE_': [28, 28, 1]` beside
     `'SHAPE': [784]`): a known key with a trailing underscore. Rename one to switch to it."""
@@ -268,6 +363,7 @@ def disabled_keys(raw: dict) -> list[str]:
 def validate_config(raw: dict, where: str = "<config>", note=print) -> Config:
     """Check keys and types (tutorial-style strings coerced), fill defaults, check ranges.
     Disabled alternatives (`disabled_keys`) are dropped with a one-line `note`."""
+    raw = _canonical_keys(raw, where)
     parked = disabled_keys(raw)
     if parked:
         note(f"note: {where}: ignoring disabled key(s) {', '.join(parked)} (a trailing "
@@ -290,12 +386,6 @@ def validate_config(raw: dict, where: str = "<config>", note=print) -> Config:
 
 
 def load_config(path: str | os.PathLike, note=print) -> Config:
-    """Read and validate a config file; ConfigError (one line, naming the file) on problems."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} not found")
-    try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read ({exc})") from None
-    return validate_config(parse_config_text(text, str(p)), where=str(p), note=note)
+    """Read and validate a continuous-flow config file; ConfigError (one line, naming the
+    file) on problems."""
+    return validate_config(read_config_file(path), where=str(path), note=note)

@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from ffjord_kit.data import calorimeter as calo
+from ffjord_kit.calorimeter import showers as calo
 
 from ffjord_kit.calorimeter.showers import (
     LAYER_KEYS,

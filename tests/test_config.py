@@ -136,3 +136,43 @@ def test_replace_revalidates():
     assert cfg.replace(MAXEPOCH=7)["MAXEPOCH"] == 7 and cfg["MAXEPOCH"] == 3
     with pytest.raises(ConfigError, match="'MAXEPOCH'"):
         cfg.replace(MAXEPOCH=0)
+
+
+def test_lower_case_dialect_and_duplicates(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({k.lower(): v for k, v in minimal().items()}))
+    cfg = load_config(path)
+    assert cfg["LR"] == minimal()["LR"] and cfg["NSTACKED"] == minimal()["NSTACKED"]
+    path.write_text(json.dumps({**minimal(), "lr": 0.5}))
+    with pytest.raises(ConfigError, match="key 'LR' is given twice"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("kind, change, fragment", [
+    ("flashsim", {"training": {"lrr": 1}}, "unknown key 'training.lrr'"),
+    ("flashsim", {"training": {"epochs": "many"}}, "key 'training.epochs' must be an integer"),
+    ("flashsim", {"flow": {"features": 3}}, "key 'flow.features' is set by the program"),
+    ("flashsim", {"flow": {"batch_norm": "yes"}}, "key 'flow.batch_norm' must be true or false"),
+    ("klm", {"training": {"learning_rate": "fast"}}, "key 'training.learning_rate' must be a"),
+    ("klm", {"modell": {}}, "unknown config section 'modell'"),
+    ("klm", {"model": {"num_layers": 0}}, "model.num_layers must be >= 1"),
+])
+def test_spline_configs_go_through_the_one_strict_loader(tmp_path, kind, change, fragment):
+    from ffjord_kit.config import merge_overrides
+    from ffjord_kit.flashsim.config import load_config as load_flashsim
+    from ffjord_kit.klm.config import load_config as load_klm
+
+    base = json.loads((ROOT / "configs" / ("flashsim_jets_cpu.json" if kind == "flashsim"
+                                           else "klm_cpu.json")).read_text())
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(merge_overrides(base, change)))
+    with pytest.raises(ConfigError) as err:
+        (load_flashsim if kind == "flashsim" else load_klm)(path)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and fragment in msg
+    # The tutorial's relaxed style and numbers as strings load here too.
+    path.write_text(json.dumps(base).replace('"', "'").replace("0.001", "'1e-3'"))
+    loaded = (load_flashsim if kind == "flashsim" else load_klm)(path)
+    assert loaded.to_dict() == (load_flashsim if kind == "flashsim" else load_klm)(
+        ROOT / "configs" / path.name.replace("c.json", "flashsim_jets_cpu.json" if
+                                             kind == "flashsim" else "klm_cpu.json")).to_dict()

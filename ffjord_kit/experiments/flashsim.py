@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import merge_overrides, read_config_file
 from ..distributed.backend import Backend
 from ..errors import DataError
-from ..flashsim.config import FlashSimConfig, load_config
+from ..flashsim.config import FlashSimConfig, config_from_dict
 from ..flashsim.preprocessing import ModelTransform, drop_nonfinite_rows, make_transform_fn
 from ..flashsim.reader import ChunkedReader, read_rows
 from ..flashsim.synthetic import make_synthetic_dataset
@@ -32,10 +33,10 @@ from ..training.datasets import ArrayData, ShardedBatches, StreamingBatches
 from ..training.loop import TrainSettings
 from .base import REPO_ROOT, Experiment, Plan, RunOptions, locate_data
 
-QUICK_FLOW = {"hidden": 16, "num_blocks": 1, "num_bins": 8, "num_flow_steps": 2}
-QUICK_TRAINING = {"epochs": 1, "batch_size": 256, "chunk_rows": 2048, "val_rows": 2000,
-                  "fit_rows": 5000}
-QUICK_ROWS = 6144  # --quick trains on the first rows only
+# --quick: the CPU config with these overrides (a tiny flow, one epoch on the first rows)
+QUICK = {"flow": {"hidden": 16, "num_blocks": 1, "num_bins": 8, "num_flow_steps": 2},
+         "training": {"epochs": 1, "batch_size": 256, "chunk_rows": 2048, "val_rows": 2000,
+                      "fit_rows": 5000, "max_rows": 6144}}
 # --synthetic: rows written once (train over two files, so the multi-file path is exercised)
 SYNTHETIC = {"n_train": 200_000, "n_files": 2, "n_val": 20_000, "n_test": 40_000}
 
@@ -65,16 +66,13 @@ class FlashSimExperiment(Experiment):
     def configure(self, opts: RunOptions) -> tuple[FlashSimConfig, dict, str]:
         small = "_cpu" if opts.quick else ""
         path = opts.config or REPO_ROOT / "configs" / f"flashsim_{self.name}{small}.json"
-        config = load_config(path)
+        raw = read_config_file(path)
+        for overrides in (QUICK if opts.quick else {}, opts.overrides,
+                          {"training": {"epochs": opts.epochs}} if opts.epochs else {}):
+            raw = merge_overrides(raw, overrides)
+        config = config_from_dict(raw, str(path))
         if config.schema.kind != self.name:
             raise DataError(f"config {path} is for {config.schema.kind}, not {self.name}")
-        flow, training = config.flow, config.training
-        if opts.quick:
-            flow = dataclasses.replace(flow, **QUICK_FLOW)
-            training = dataclasses.replace(training, **QUICK_TRAINING)
-        if opts.epochs is not None:
-            training = dataclasses.replace(training, epochs=opts.epochs)
-        config = dataclasses.replace(config, flow=flow, training=training)
         return config, config.to_dict(), self.name
 
     def plan(self, config: FlashSimConfig, opts: RunOptions, backend: Backend) -> Plan:
@@ -88,7 +86,7 @@ class FlashSimExperiment(Experiment):
         transform = ModelTransform.fit(schema, fit_rows, seed=t.seed)
         reader = ChunkedReader(train_paths, schema, t.chunk_rows, t.shuffle_chunks,
                                rank=backend.rank, size=backend.size, seed=t.seed,
-                               limit=QUICK_ROWS if opts.quick else None)
+                               limit=t.max_rows or None)
         total_rows = sum(b - a for _, a, b in reader.chunks)
 
         def batches(epoch: int):

@@ -9,10 +9,10 @@ of targets (the reference choice).
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
+from ..config import config_section, read_config_file
 from ..errors import ConfigError
 from ..flows.spline_coupling import SplineFlowConfig
 from .schemas import Schema, get_schema
@@ -28,6 +28,7 @@ class TrainSettings:
     lr: float = 1e-5
     lr_min: float = 0.0
     checkpoint_every_steps: int = 0
+    max_rows: int = 0  # train on the first rows only (0: all)
     chunk_rows: int = 16384
     shuffle_chunks: int = 8
     val_rows: int = 100_000
@@ -48,44 +49,21 @@ class FlashSimConfig:
         return {"kind": self.schema.kind, "flow": flow, "training": asdict(self.training)}
 
 
-def _checked(cls, d: dict, what: str) -> dict:
-    if not isinstance(d, dict):
-        raise ConfigError(f"config {what!r} must be an object")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
+def config_from_dict(d: dict, where: str = "<config>") -> FlashSimConfig:
+    """Validate and build a FlashSimConfig; ConfigError naming the bad key and file."""
+    unknown = sorted(set(d) - {"kind", "flow", "training", "comment"})
     if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in config {what!r}; known: {sorted(known)}")
-    return d
-
-
-def config_from_dict(d: dict) -> FlashSimConfig:
-    """Validate and build a FlashSimConfig; ConfigError naming the bad key otherwise."""
-    unknown = sorted(set(d) - {"kind", "flow", "training"})
-    if unknown:
-        raise ConfigError(f"unknown top-level config key(s) {unknown}")
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (known: kind, flow, training)")
     if "kind" not in d:
-        raise ConfigError("config is missing 'kind' (jets or muons)")
+        raise ConfigError(f"{where}: missing key 'kind' (jets or muons)")
     schema = get_schema(d["kind"])
-    flow = dict(_checked(SplineFlowConfig, d.get("flow", {}), "flow"))
-    for k in ("features", "context_features"):
-        if k in flow:
-            raise ConfigError(f"config 'flow.{k}' is set by the schema; remove it")
-    flow.setdefault("num_flow_steps", schema.n_targets)
-    try:
-        flow_cfg = SplineFlowConfig(features=schema.n_targets,
-                                    context_features=schema.n_conditions, **flow)
-        train = TrainSettings(**_checked(TrainSettings, d.get("training", {}), "training"))
-    except TypeError as exc:
-        raise ConfigError(f"bad config value: {exc}") from None
+    flow = {"num_flow_steps": schema.n_targets, **d.get("flow", {})}
+    flow_cfg = config_section(SplineFlowConfig, flow, where, "flow",
+                              features=schema.n_targets, context_features=schema.n_conditions)
+    train = config_section(TrainSettings, d.get("training", {}), where, "training")
     return FlashSimConfig(schema, flow_cfg, train)
 
 
 def load_config(path: str | os.PathLike) -> FlashSimConfig:
-    try:
-        with open(path) as fh:
-            d = json.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid JSON: {exc}") from None
-    return config_from_dict(d)
+    """Read a FlashSim config file (the one loader of ffjord_kit.config)."""
+    return config_from_dict(read_config_file(path), str(path))

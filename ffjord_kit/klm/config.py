@@ -5,24 +5,12 @@ Every section is a dataclass; unknown or mistyped keys raise ConfigError naming 
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
+from ..config import config_section, read_config_file
 from ..errors import ConfigError
 from ..flows.autoregressive_spline import AutoregressiveSplineConfig
-
-
-def _from_dict(cls, d: dict, section: str):
-    if not isinstance(d, dict):
-        raise ConfigError(f"config section {section!r} must be an object, got {type(d).__name__}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(d) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in config section {section!r}; "
-                          f"known: {sorted(known)}")
-    return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -109,30 +97,21 @@ class KLMConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     @classmethod
-    def from_dict(cls, d: dict) -> KLMConfig:
+    def from_dict(cls, d: dict, where: str = "<config>") -> KLMConfig:
         sections = {"data": DataConfig, "model": AutoregressiveSplineConfig,
                     "training": TrainingConfig, "sampling": SamplingConfig,
                     "validation": ValidationConfig}
         unknown = sorted(set(d) - set(sections) - {"comment"})
         if unknown:
-            raise ConfigError(f"unknown config section(s) {unknown}; known: {sorted(sections)}")
-        try:
-            parts = {k: _from_dict(c, d.get(k, {}), k) for k, c in sections.items()}
-        except TypeError as exc:
-            raise ConfigError(f"bad config value: {exc}") from None
-        return cls(**parts)
+            raise ConfigError(f"{where}: unknown config section '{unknown[0]}' (known: "
+                              f"{', '.join(sections)})")
+        return cls(**{k: config_section(c, d.get(k, {}), where, k)
+                      for k, c in sections.items()})
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def load_config(path: str | os.PathLike) -> KLMConfig:
-    """Read a KLM JSON config; a missing file or bad JSON raises ConfigError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-    return KLMConfig.from_dict(raw)
+    """Read a KLM config file (the one loader of ffjord_kit.config)."""
+    return KLMConfig.from_dict(read_config_file(path), str(path))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from ..config import merge_overrides
 from ..fileio import ensure_writable_dir, write_json
 from .config import KLMConfig
 from .model import KLMTimingModel
@@ -25,10 +26,7 @@ QUICK_OVERRIDES = {
 
 def with_overrides(config: KLMConfig, overrides: dict) -> KLMConfig:
     """A copy of `config` with {section: {key: value}} replaced (keys checked)."""
-    d = config.to_dict()
-    for section, values in overrides.items():
-        d[section] = {**d[section], **values}
-    return KLMConfig.from_dict(d)
+    return KLMConfig.from_dict(merge_overrides(config.to_dict(), overrides))
 
 
 def load_data(config: KLMConfig) -> tuple[KLMTable, TruthRedraw | None, dict]:
