@@ -10,8 +10,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from ffjord_kit.calorimeter import showers as calo
 
+from ffjord_kit.calorimeter import showers as calo
 from ffjord_kit.calorimeter.showers import (
     LAYER_KEYS,
     LAYER_SHAPES,
