@@ -9,6 +9,11 @@ step time, samples/s, epoch time for --n_data events, scaling efficiency
 = samples/s(P) / (P x samples/s(1)). On a shared 2-core CPU the two processes also compete for
 cores, so this measures overhead, not speed-up.
 
+Part 1b (measured, `--jets`): the real FlashSim training path, `train_parallel.py --model_name
+jets` with configs/flashsim_jets_cpu.json (375k parameters, batch 2048 per rank) on synthetic
+jets streamed from two HDF5 files, as 1 process and as 2 ranks per backend. Throughput is
+epoch 2's training rows per second (epoch 1 includes tracing), from history.json.
+
 Part 2 (per model config, configs/config_<name>.json): parameters, gradient bytes each rank
 all-reduces per step, training FLOPs per step (network FLOPs per evaluation counted by TF's
 profiler, times evaluations per step, see `step_flops`), and the projection to 16 A100 on 4
@@ -19,21 +24,25 @@ Assumptions are flags (--gpu_tflops, --net_gbs, --latency_us). Last line: JSON.
 
     python benchmarks/bench_scaling.py                 # full (a few minutes here)
     python benchmarks/bench_scaling.py --small         # smoke run
+    python benchmarks/bench_scaling.py --jets --skip_moon --skip_projection   # jets only
+
+The load average is printed at the start and the end; a figure taken above 0.5 per core is
+flagged "loaded" (other jobs distort the ratios, not only the times).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from ffjord_kit.distributed import horovod_available
+from ffjord_kit.distributed.local_launch import launch_local
 
-from ffjord_kit.distributed import horovod_available  # noqa: E402
-from ffjord_kit.distributed.local_launch import launch_local  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
@@ -57,11 +66,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--latency_us", type=float, default=10.0, help="per ring hop, microseconds")
     p.add_argument("--kernel_us", type=float, default=5.0,
                    help="GPU time per launched op, microseconds: the floor for small models")
-    p.add_argument("--skip_measured", action="store_true", help="part 2 only")
+    p.add_argument("--skip_measured", action="store_true", help="parts 1 and 1b off")
+    p.add_argument("--skip_moon", action="store_true", help="part 1 off")
+    p.add_argument("--skip_projection", action="store_true", help="part 2 off")
+    p.add_argument("--jets", action="store_true", help="part 1b: FlashSim jets, 1 vs 2 ranks")
+    p.add_argument("--jets_rows", type=int, default=98304,
+                   help="training rows per epoch for part 1b (all ranks together)")
     args = p.parse_args(argv)
     if args.small:
         args.steps, args.batch_per_rank, args.hidden, args.models = 6, 64, [16, 16], ["moon"]
+        args.jets_rows = 8192
     return args
+
+
+def load_record(when: str) -> dict:
+    """The load average now, and whether it makes this a loaded machine (> 0.5 per core)."""
+    load1, load5, _ = os.getloadavg()
+    cores = os.cpu_count() or 1
+    loaded = load1 > 0.5 * cores
+    print(f"load average at {when}: {load1:.2f} (1 min), {load5:.2f} (5 min) on {cores} cores"
+          + ("  LOADED: figures distorted" if loaded else "  (quiet)"))
+    return {"load1": load1, "load5": load5, "cores": cores, "loaded": loaded}
 
 
 # --------------------------------------------------------------------------- part 1
@@ -108,6 +133,62 @@ def part1(args) -> dict:
         print(f"{name:<12}{r['step_time_s']:>10.4f}{r['samples_per_s']:>12.0f}{epoch:>10.1f}"
               f"{eff:>12.2f}")
     return table
+
+
+# --------------------------------------------------------------------------- part 1b
+def train_jets(backend: str, ranks: int, config: Path, data: Path, out: Path) -> dict | None:
+    argv = [sys.executable, str(ROOT / "scripts" / "train_parallel.py"), "--model_name", "jets",
+            "--config", str(config), "--data_folder", str(data), "--out", str(out),
+            "--no_progress", "--backend", backend]
+    if backend == "horovod":
+        argv = [str(Path(sys.executable).parent / "horovodrun"), "-np", str(ranks), "-H",
+                f"localhost:{ranks}", "--gloo", *argv]
+        results = launch_local(1, argv, mode="none", extra_env=ENV, timeout_s=3600)
+    else:
+        results = launch_local(ranks, argv, mode="tf_config" if ranks > 1 else "none",
+                               extra_env=ENV, timeout_s=3600)
+    if any(r.returncode != 0 for r in results):
+        print(f"  jets {backend} x{ranks} failed:\n{results[0].stderr[-2000:]}", file=sys.stderr)
+        return None
+    history = json.loads((out / "jets" / "history.json").read_text())
+    return {"epoch2_s": history["seconds"][1] - history["seconds"][0],
+            "val_nll": history["val_nll"][-1]}
+
+
+def part1b(args) -> dict:
+    from ffjord_kit.flashsim.synthetic import make_synthetic_dataset
+
+    batch = 2048
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="bench_scaling_jets_") as tmp:
+        tmp = Path(tmp)
+        make_synthetic_dataset("jets", args.jets_rows, 2, tmp / "data", n_val=4096,
+                               n_test=10, seed=0)
+        cfg = json.loads((ROOT / "configs" / "flashsim_jets_cpu.json").read_text())
+        cfg["training"].update({"epochs": 2, "val_rows": 4096, "batch_size": batch})
+        (tmp / "jets.json").write_text(json.dumps(cfg))
+        runs = [("1 process", "none", 1)] + [(f"{b} x2", b, 2) for b in args.backends]
+        for name, backend, ranks in runs:
+            if backend == "horovod" and not horovod_available():
+                print("  horovod: not built (make horovod); skipped")
+                continue
+            r = train_jets(backend, ranks, tmp / "jets.json", tmp / "data", tmp / name[:3])
+            if r is not None:
+                steps = args.jets_rows // ranks // batch
+                r.update(ranks=ranks, rows_per_epoch=steps * batch * ranks)
+                r["samples_per_s"] = r["rows_per_epoch"] / r["epoch2_s"]
+                rows[name] = r
+    base = rows.get("1 process")
+    print(f"\nPart 1b: FlashSim jets (configs/flashsim_jets_cpu.json, batch {batch} per rank), "
+          f"{args.jets_rows} rows per epoch, epoch 2")
+    print(f"{'run':<12}{'epoch s':>10}{'samples/s':>12}{'speed-up':>10}{'efficiency':>12}"
+          f"{'val NLL':>10}")
+    for name, r in rows.items():
+        r["speedup"] = r["samples_per_s"] / base["samples_per_s"] if base else None
+        r["efficiency"] = r["speedup"] / r["ranks"] if base else None
+        print(f"{name:<12}{r['epoch2_s']:>10.1f}{r['samples_per_s']:>12.0f}"
+              f"{r['speedup']:>10.2f}{r['efficiency']:>12.2f}{r['val_nll']:>10.3f}")
+    return rows
 
 
 # --------------------------------------------------------------------------- part 2
@@ -183,13 +264,22 @@ def part2(args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    measured = {} if args.skip_measured else part1(args)
-    projected = part2(args)
-    summary = {"measured": measured, "projected": projected,
+    load_start = load_record("start")
+    measured = {} if args.skip_measured or args.skip_moon else part1(args)
+    jets = part1b(args) if args.jets and not args.skip_measured else {}
+    projected = {} if args.skip_projection else part2(args)
+    load_end = load_record("end")
+    summary = {"measured": measured, "jets": jets, "projected": projected,
+               "load": {"start": load_start, "end": load_end,
+                        "loaded": load_start["loaded"] or load_end["loaded"]},
                "assumptions": {"gpu_tflops": args.gpu_tflops, "net_gbs": args.net_gbs,
                                "latency_us": args.latency_us, "ranks": args.ranks}}
     headline = {name: {"efficiency_2": row["efficiency"]} for name, row in measured.items()}
+    headline.update({f"jets {name}": {"speedup": row["speedup"],
+                                      "samples_per_s": row["samples_per_s"]}
+                     for name, row in jets.items()})
     headline.update({f"{m}_speedup_16": row["speedup_16"] for m, row in projected.items()})
+    headline["loaded"] = summary["load"]["loaded"]
     print(json.dumps({"headline": headline, **summary}))
     return 0
 

@@ -12,7 +12,10 @@ The training loop never imports Horovod or tf.distribute; it asks a `Backend` fo
   returning (loss, aux) averaged over ranks;
 - `mean(value)`: a float or array averaged over ranks (validation loss, metrics);
 - `shard(n)`: the indices of n events this rank reads (every size-th event, from rank);
-- `barrier()` and `shutdown()`.
+- `barrier()` and `shutdown()`;
+- `writes_on_all_ranks`: True when every rank must take part in writing a checkpoint or a
+  model (TF's engine all-reduces synchronised batch-norm statistics when they are read), the
+  others into a throwaway folder (`training.checkpoint.rank_target`).
 
 `SingleProcess` is the trivial engine; `ffjord_kit.distributed` adds Horovod and TF multi-worker.
 """
@@ -29,6 +32,7 @@ import numpy as np
 class Backend(abc.ABC):
     name = "base"
     rank, size, local_rank = 0, 1, 0
+    writes_on_all_ranks = False
 
     @property
     def is_chief(self) -> bool:

@@ -38,6 +38,9 @@ class TFMultiWorkerBackend(CollectiveBackend):
 
     name = "tf"
     lost_errors = _LOST
+    # Batch-norm moving statistics are ON_READ variables here: reading them (to write a
+    # checkpoint) is an all-reduce that every worker must join.
+    writes_on_all_ranks = True
 
     def __init__(self, info: LaunchInfo, timeouts: Timeouts | None = None,
                  port_base: int = 8888):

@@ -17,7 +17,9 @@ from pathlib import Path
 from ..distributed.backend import Backend
 from ..errors import UserError
 from ..fileio import ensure_writable_dir, write_json
+from ..flows.base import load_flow
 from ..training import CheckpointStore, Trainer
+from ..training.checkpoint import rank_target
 from ..training.history_plot import plot_history
 from . import get_experiment
 from .base import RunOptions
@@ -67,13 +69,17 @@ def run_experiment(opts: RunOptions, backend: Backend, log=print) -> int:
     result = trainer.fit(plan.train, plan.val, resume=opts.load)
     if result.stopped == "sigterm":
         return 0
+    with rank_target(run_dir / "model", backend) as model_dir:
+        if model_dir is not None:
+            flow.save(model_dir, plan.metadata)
     if chief:
         write_json(run_dir / "history.json", {**result.history, "stopped": result.stopped,
                                                "best_epoch": result.best_epoch,
                                                "rolled_back": result.rolled_back})
         plot_history(result.history, run_dir / "loss_curve.png")
-        flow.save(run_dir / "model", plan.metadata)
-        metrics = plan.report(flow, run_dir) if opts.report else {}
+        # The report evaluates the saved model, rebuilt outside the data-parallel engine
+        # (rank 0 alone may not read the engine's synchronised variables).
+        metrics = plan.report(load_flow(run_dir / "model"), run_dir) if opts.report else {}
         metrics = {"model_name": exp.name, "epochs": result.epochs_done,
                    "stopped": result.stopped, "best_epoch": result.best_epoch,
                    "best_val_nll": min(result.history["val_nll"], default=None),

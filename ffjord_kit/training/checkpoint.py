@@ -19,13 +19,15 @@ job (its process gone on this host, or no heartbeat for `stale_after` seconds) i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import socket
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,20 @@ from ..fileio import new_tmp_dir
 
 STATE_FILE = "state.json"
 MANIFEST = "manifest.json"
+
+
+@contextlib.contextmanager
+def rank_target(path: str | Path, backend) -> Iterator[Path | None]:
+    """Where this rank writes what rank 0 writes to `path`: `path` on rank 0; a throwaway
+    folder on the others when the backend needs every rank to write (TF's engine); else None
+    (nothing to write)."""
+    if backend.is_chief:
+        yield Path(path)
+    elif backend.writes_on_all_ranks:
+        with tempfile.TemporaryDirectory(prefix=f"ffjord_kit_rank{backend.rank}_") as scratch:
+            yield Path(scratch) / Path(path).name
+    else:
+        yield None
 
 
 class CheckpointStore:

@@ -42,7 +42,7 @@ from tensorflow.core.framework import summary_pb2
 from ..distributed.backend import Backend, SingleProcess
 from ..errors import TrainingDiverged
 from ..train_step import make_apply, make_loss_and_grad
-from .checkpoint import CheckpointStore, RunLock
+from .checkpoint import CheckpointStore, RunLock, rank_target
 from .datasets import Batches
 from .schedule import EarlyStopping, ReduceOnPlateau
 
@@ -161,8 +161,11 @@ class Trainer:
                 "flow_config": {"family": self.flow.family, **self.flow.config_dict()}}
 
     def _save(self, state: dict, best: list[np.ndarray] | None) -> None:
-        if self.chief:
-            self.store.save(state, best)
+        with rank_target(self.run_dir, self.backend) as folder:
+            if folder is not None:
+                store = self.store if folder == self.run_dir else CheckpointStore(
+                    folder, self.flow, self.optimizer)
+                store.save(state, best)
         self.backend.barrier()
 
     def _restore(self) -> tuple[dict, list[np.ndarray] | None]:
