@@ -1,22 +1,27 @@
-"""A compact training loop for continuous flows on in-memory data (toy scripts, benchmarks).
+"""The toy scripts' recipe on the one Trainer: arrays in memory, Adam with cosine decay per step
+and gradient clipping, RNODE weights, no validation split.
 
-`train_parallel.py` has the full loop (checkpoints, resume, distributed backends); this one is
-for small problems held in memory: shuffled mini-batches, Adam with cosine decay and gradient
-clipping, a stop on non-finite loss that restores the last good weights.
+    history = fit(flow, x, FitSettings(epochs=150, lr=5e-3), condition=c)
+
+A NaN or infinite loss rolls back to the last epoch's checkpoint and lowers the learning rate
+once (the Trainer's policy); a second one raises `TrainingDiverged`. The checkpoints live in a
+throwaway folder unless `run_dir` is given.
 """
 
 from __future__ import annotations
 
-import time
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
-import tf_keras
 
-from .errors import TrainingDiverged
-from .train_step import grads_finite, make_apply, make_loss_and_grad
+from .distributed.backend import SingleProcess
+from .training.datasets import ArrayData, ShardedBatches
+from .training.loop import Trainer, TrainSettings
+
+HISTORY = ("epoch", "loss", "nll", "nfe_per_step", "seconds", "lr")
 
 
 @dataclass
@@ -32,61 +37,23 @@ class FitSettings:
     seed: int = 0
     time_budget_s: float | None = None  # stop after this much training time
 
+    def train_settings(self) -> TrainSettings:
+        return TrainSettings(
+            lr=self.lr, max_epochs=self.epochs, early_stop=0, schedule="cosine_step",
+            min_lr=self.lr * self.lr_final_fraction, clip_norm=self.clip_norm or 0.0,
+            kinetic=self.kinetic, jacobian=self.jacobian, jit_compile=self.jit_compile,
+            restore_best=False, time_budget_s=self.time_budget_s)
+
 
 def fit(flow, x: np.ndarray, settings: FitSettings, condition: np.ndarray | None = None,
-        on_epoch: Callable[[int, dict], None] | None = None, log: Callable = print) -> dict:
-    """Train `flow` on x (N, D) [and condition (N, C)]; returns the history dict.
-
-    Raises TrainingDiverged (after restoring the last epoch's weights) on a non-finite loss.
-    """
-    n = len(x)
-    steps_per_epoch = max(1, n // settings.batch_size)
-    total = steps_per_epoch * settings.epochs
-    schedule = tf_keras.optimizers.schedules.CosineDecay(
-        settings.lr, decay_steps=total, alpha=settings.lr_final_fraction)
-    optimizer = tf_keras.optimizers.Adam(schedule)
-    variables = flow.trainable_variables
-    loss_and_grad = make_loss_and_grad(flow, settings.kinetic, settings.jacobian,
-                                       settings.jit_compile)
-    apply = make_apply(optimizer, variables, settings.clip_norm)
-    rng = np.random.default_rng(settings.seed)
-    history: dict[str, list] = {"epoch": [], "loss": [], "nll": [], "nfe_per_step": [],
-                                "seconds": [], "lr": []}
-    good = [v.numpy() for v in variables]
-    t_train = 0.0
-    for epoch in range(settings.epochs):
-        order = rng.permutation(n)
-        losses, nlls, nfes = [], [], []
-        t0 = time.perf_counter()
-        for s in range(steps_per_epoch):
-            idx = order[s * settings.batch_size:(s + 1) * settings.batch_size]
-            xb = tf.constant(x[idx])
-            cb = None if condition is None else tf.constant(condition[idx])
-            flow.reset_nfe()
-            loss, aux, grads = loss_and_grad(xb, cb)
-            if not grads_finite(loss, grads):
-                for v, val in zip(variables, good, strict=True):
-                    v.assign(val)
-                raise TrainingDiverged(
-                    f"non-finite loss at epoch {epoch + 1}, step {s + 1}; restored the weights "
-                    f"of epoch {epoch} (try a lower --lr or tighter tolerances)")
-            apply(grads)
-            losses.append(float(loss))
-            nlls.append(float(aux["nll"]))
-            nfes.append(flow.nfe)
-        t_train += time.perf_counter() - t0
-        good = [v.numpy() for v in variables]
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "nll": float(np.mean(nlls)),
-               "nfe_per_step": float(np.mean(nfes)), "seconds": t_train,
-               "lr": float(schedule(optimizer.iterations))}
-        for k, v in row.items():
-            history[k].append(v)
-        log(f"epoch {epoch + 1:3d}/{settings.epochs}  loss {row['loss']:.4f}  "
-            f"nll {row['nll']:.4f}  nfe/step {row['nfe_per_step']:.0f}  "
-            f"lr {row['lr']:.2e}  {t_train:.1f}s")
-        if on_epoch is not None:
-            on_epoch(epoch, row)
-        if settings.time_budget_s is not None and t_train >= settings.time_budget_s:
-            log(f"time budget of {settings.time_budget_s:.0f}s reached")
-            break
-    return history
+        on_epoch: Callable[[int, dict], None] | None = None, log: Callable = print,
+        run_dir: str | Path | None = None) -> dict:
+    """Train `flow` on x (N, D) [and condition (N, C)]; returns the history dict
+    (epoch, loss, nll, nfe_per_step, seconds, lr per epoch). NaN rows in x are a DataError."""
+    batches = ShardedBatches(ArrayData(x, condition), SingleProcess(), settings.batch_size,
+                             settings.seed)
+    with tempfile.TemporaryDirectory(prefix="ffjord_kit_fit_") as scratch:
+        trainer = Trainer(flow, settings.train_settings(), run_dir=run_dir or scratch, log=log,
+                          tensorboard=False, progress=False)
+        result = trainer.fit(batches, on_epoch=on_epoch)
+    return {k: result.history[k] for k in HISTORY}

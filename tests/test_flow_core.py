@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ffjord_kit.errors import ConditionError, TrainingDiverged, UserError
+from ffjord_kit.errors import ConditionError, DataError, UserError
 from ffjord_kit.fit import FitSettings, fit
 from ffjord_kit.flows.continuous import ContinuousFlow, FlowConfig
 from ffjord_kit.flows.trace import augmented_dynamics, draw_probe
@@ -153,14 +153,14 @@ def test_trajectory_ends_where_forward_does():
     np.testing.assert_allclose(states[-1], flow.to_data(z)[0].numpy(), atol=1e-4)
 
 
-def test_nan_loss_stops_training_and_keeps_last_good_weights():
+def test_nan_rows_are_refused_before_training_and_weights_kept():
     flow = tiny_flow(stacked=1, solver="rk4")
     x = rand(256)
     fit(flow, x, FitSettings(epochs=1, batch_size=128, jit_compile=False), log=lambda *_: None)
     good = [v.numpy() for v in flow.trainable_variables]
     x_bad = x.copy()
     x_bad[200] = np.nan
-    with pytest.raises(TrainingDiverged, match="non-finite loss"):
+    with pytest.raises(DataError, match="1 of 256 events contain NaN"):
         fit(flow, x_bad, FitSettings(epochs=2, batch_size=256, jit_compile=False),
             log=lambda *_: None)
     for v, g in zip(flow.trainable_variables, good, strict=True):

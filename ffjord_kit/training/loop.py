@@ -70,6 +70,8 @@ class TrainSettings:
     jit_compile: bool = True
     nan_lr_factor: float = 0.1
     checkpoint_every_steps: int = 0  # also checkpoint within an epoch (0: at epoch ends only)
+    restore_best: bool = True       # end with the best epoch's weights (else the last ones)
+    time_budget_s: float | None = None  # stop after the epoch that exceeds this training time
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -91,7 +93,7 @@ SCHEDULES = ("plateau", "cosine_epoch", "cosine_step", "constant")
 @dataclass
 class TrainResult:
     history: dict[str, list] = field(default_factory=dict)
-    stopped: str = "max_epochs"     # 'max_epochs' | 'early_stop' | 'sigterm'
+    stopped: str = "max_epochs"     # 'max_epochs' | 'early_stop' | 'time_budget' | 'sigterm'
     best_epoch: int = -1
     rolled_back: bool = False
     epochs_done: int = 0
@@ -130,6 +132,7 @@ class Trainer:
         self._writer = (tf.summary.create_file_writer(str(self.run_dir / "tensorboard"))
                         if tensorboard and self.chief else None)
         self._term_requested = False
+        self._on_epoch = None
 
     # ----------------------------------------------------------------------------- pieces
     def _build_loss_and_grad(self) -> Callable:
@@ -176,19 +179,22 @@ class Trainer:
         return state, best
 
     # ----------------------------------------------------------------------------- main loop
-    def fit(self, train: Batches, val: Batches, resume: bool = False
-            ) -> TrainResult:
-        """Train until MAXEPOCH, early stopping or SIGTERM; returns the history and why it
-        stopped. On return the flow holds the best validation epoch's weights (unless stopped
-        by SIGTERM, when it holds the checkpointed current weights)."""
+    def fit(self, train: Batches, val: Batches | None = None, resume: bool = False,
+            on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
+        """Train until max_epochs, early stopping, the time budget or SIGTERM; returns the
+        history and why it stopped. On return the flow holds the best epoch's weights (by
+        validation NLL; by training NLL when `val` is None), unless `restore_best` is off or
+        SIGTERM stopped it (then the checkpointed current weights). `on_epoch(epoch, row)`
+        is called after each epoch (epoch counts from 0)."""
         if self.chief:
             self.lock.acquire()
+        self._on_epoch = on_epoch
         try:
             return self._fit(train, val, resume)
         finally:
             self.lock.release()
 
-    def _fit(self, train: Batches, val: Batches, resume: bool) -> TrainResult:
+    def _fit(self, train: Batches, val: Batches | None, resume: bool) -> TrainResult:
         s = self.settings
         steps = train.steps_per_epoch
         warmup_steps = s.warmup_epochs * steps
@@ -222,7 +228,7 @@ class Trainer:
         finally:
             signal.signal(signal.SIGTERM, previous)
 
-    def _run(self, state: dict, best, train: Batches, val: Batches, steps: int,
+    def _run(self, state: dict, best, train: Batches, val: Batches | None, steps: int,
              warmup_steps: int) -> TrainResult:
         s, flow = self.settings, self.flow
         plateau = ReduceOnPlateau(**state["plateau"])
@@ -276,7 +282,7 @@ class Trainer:
                     result.epochs_done = epoch
                     return result
             elapsed += time.perf_counter() - t0
-            val_nll = float(self.backend.mean(self._validate(val)))
+            val_nll = math.nan if val is None else float(self.backend.mean(self._validate(val)))
             row = {"epoch": epoch + 1, "val_nll": val_nll,
                    "lr": s.scheduled_lr(lr, epoch, 0, steps), "seconds": elapsed,
                    "nfe_per_step": sums["nfe"] / max(sums["n"], 1)}
@@ -284,29 +290,37 @@ class Trainer:
                 row[key] = float(self.backend.mean(sums[key] / max(sums["n"], 1)))
             for key in HISTORY_KEYS:
                 history[key].append(row[key])
-            if not math.isfinite(val_nll):
+            monitored = row["nll"] if val is None else val_nll
+            if not math.isfinite(monitored):
                 raise _NonFinite(f"non-finite validation loss at epoch {epoch + 1}")
-            is_best, stop = stopper.update(val_nll, epoch + 1)
-            if is_best:
+            is_best, stop = stopper.update(monitored, epoch + 1)
+            if is_best and s.restore_best:
                 best = [v.numpy() for v in flow.weight_variables()]
             if s.schedule == "plateau":
-                lr = plateau.update(val_nll, lr)
+                lr = plateau.update(monitored, lr)
             self._summaries(row)
             nfe = f"nfe/step {row['nfe_per_step']:.0f}  " if row["nfe_per_step"] else ""
-            self.log(f"epoch {epoch + 1}: loss {row['loss']:.4f}  val_nll {val_nll:.4f}  "
+            shown = f"nll {row['nll']:.4f}" if val is None else f"val_nll {val_nll:.4f}"
+            self.log(f"epoch {epoch + 1}: loss {row['loss']:.4f}  {shown}  "
                      f"lr {row['lr']:.2e}  {nfe}{elapsed:.1f}s" + ("  (best)" if is_best else ""))
             epoch, start_step, sums = epoch + 1, 0, _empty_sums()
             self._save(self._state(epoch, 0, sums, lr, plateau, stopper, history, rolled_back),
                        best)
+            if self._on_epoch is not None:
+                self._on_epoch(epoch - 1, row)
             if stop:
                 stopped = "early_stop"
                 self.log(f"early stopping: no improvement for {s.early_stop} epochs")
                 break
+            if s.time_budget_s is not None and elapsed >= s.time_budget_s:
+                stopped = "time_budget"
+                self.log(f"time budget of {s.time_budget_s:.0f}s reached")
+                break
         if best is not None:
             for v, value in zip(flow.weight_variables(), best, strict=True):
                 v.assign(value)
-            self.log(f"restored the weights of epoch {stopper.best_epoch} (val_nll "
-                     f"{stopper.best:.4f})")
+            self.log(f"restored the weights of epoch {stopper.best_epoch} "
+                     f"({'train nll' if val is None else 'val_nll'} {stopper.best:.4f})")
         result.stopped, result.best_epoch, result.epochs_done = stopped, stopper.best_epoch, epoch
         return result
 
@@ -324,7 +338,8 @@ class Trainer:
             return
         with self._writer.as_default(step=row["epoch"]):
             for key in ("loss", "nll", "val_nll", "lr", "nfe_per_step"):
-                write_scalar(key, row[key])
+                if math.isfinite(row[key]):
+                    write_scalar(key, row[key])
         self._writer.flush()
 
 
