@@ -30,9 +30,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--warmup_steps", type=int, default=2, help="steps left out of the timing")
-    p.add_argument("--family", default="continuous",
+    p.add_argument("--family", nargs="+", default=["continuous"],
                    choices=["continuous", "spline_coupling", "autoregressive_spline"],
-                   help="flow family of the check model")
+                   help="flow family (or families, one after the other in the same job) of the "
+                        "check model; with several, each writes to --out/<family>")
     p.add_argument("--out", default=None, help="folder for result.json and weights.npz")
     return p.parse_args(argv)
 
@@ -42,12 +43,15 @@ def main(argv=None) -> int:
     backend = make_backend(args.backend, port_base=args.port_base)  # before any other TF op
     from ffjord_kit.distributed.check import CheckSettings, run_check
 
-    settings = CheckSettings(steps=args.steps, global_batch=args.global_batch,
-                             n_data=args.n_data, hidden=args.hidden, optimizer=args.optimizer,
-                             lr=args.lr, warmup_steps=args.warmup_steps, family=args.family)
-    result = run_check(backend, settings, out=args.out, log=lambda m: print(m, flush=True))
-    if backend.is_chief:
-        print(json.dumps(result), flush=True)
+    for family in args.family:
+        settings = CheckSettings(steps=args.steps, global_batch=args.global_batch,
+                                 n_data=args.n_data, hidden=args.hidden,
+                                 optimizer=args.optimizer, lr=args.lr,
+                                 warmup_steps=args.warmup_steps, family=family)
+        out = args.out if args.out is None or len(args.family) == 1 else f"{args.out}/{family}"
+        result = run_check(backend, settings, out=out, log=lambda m: print(m, flush=True))
+        if backend.is_chief:
+            print(json.dumps(result), flush=True)
     backend.shutdown()
     return 0
 

@@ -85,17 +85,21 @@ def horovodrun_argv(n: int, argv: list[str]) -> list[str]:
     return [str(exe), "-np", str(n), "-H", f"localhost:{n}", "--gloo", *argv]
 
 
-def two_rank_run(backend: str, out: Path, family: str = "continuous"
+SPLINE_FAMILIES = ("spline_coupling", "autoregressive_spline")
+
+
+def two_rank_run(backend: str, out: Path, families: tuple[str, ...] = ("continuous",)
                  ) -> tuple[list[WorkerResult], Path]:
-    """The 2-rank check run of one backend and flow family, launched once per session and
-    shared: 'tf' as two TF_CONFIG workers, 'horovod' through horovodrun --gloo."""
-    if (backend, family) not in _RUNS:
+    """The 2-rank check run of one backend, launched once per session and shared: 'tf' as two
+    TF_CONFIG workers, 'horovod' through horovodrun --gloo. Several flow families run one
+    after the other in the same job (one start-up), each writing to out/<family>."""
+    if (backend, families) not in _RUNS:
         argv = [*CHECK, "--backend", backend, "--out", str(out), *CHECK_ARGS,
-                "--family", family]
+                "--family", *families]
         if backend == "horovod":
             results = launch_local(1, horovodrun_argv(2, argv), mode="none", extra_env=ENV,
                                    timeout_s=400)
         else:
             results = launch_local(2, argv, mode="tf_config", extra_env=ENV, timeout_s=400)
-        _RUNS[backend, family] = (results, out)
-    return _RUNS[backend, family]
+        _RUNS[backend, families] = (results, out)
+    return _RUNS[backend, families]

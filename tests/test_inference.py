@@ -267,7 +267,7 @@ def test_fit_condition_recovers_a_known_condition_through_a_spline_flow(tmp_path
     flow = SplineCouplingFlow(SplineFlowConfig(features=2, context_features=1,
                                                num_flow_steps=2, hidden=32, num_blocks=1,
                                                num_bins=8, tail_bound=4.0, batch_norm=False))
-    Trainer(flow, TrainSettings(lr=5e-3, max_epochs=4, early_stop=0, schedule="cosine_epoch",
+    Trainer(flow, TrainSettings(lr=5e-3, max_epochs=3, early_stop=0, schedule="cosine_epoch",
                                 min_lr=1e-4, jit_compile=False),
             run_dir=tmp_path, log=lambda m: None, progress=False, tensorboard=False).fit(
         ShardedBatches(data, SingleProcess(), 256, seed=0),

@@ -81,7 +81,12 @@ def load_mnist_experiment(cfg: Config, data_folder: str | None, quick: bool, see
         folder = locate_data(data_folder, "mnist", _has_mnist, write_synthetic_mnist, True,
                              "mnist.npz or the four MNIST IDX files")
         return _prepare(load_mnist(folder), cfg, 256, quick, seed)
-    return _prepare(load_mnist(data_folder), cfg, 256, quick, seed)
+    try:
+        images = load_mnist(data_folder)
+    except DataError as exc:
+        raise DataError(f"{exc}; or pass --synthetic to train on the project's synthetic "
+                        f"stand-in") from None
+    return _prepare(images, cfg, 256, quick, seed)
 
 
 def load_digits_experiment(cfg: Config, data_folder: str | None, quick: bool, seed: int,
