@@ -108,9 +108,10 @@ def bench_nflows(flow_cfg, batch, gen_batch, repeats, rng):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--full-batch", type=int, default=512,
+    ap.add_argument("--full_batch", "--full-batch", type=int, default=512,
                     help="batch for the full-size model (2048 in the reference training)")
-    ap.add_argument("--skip-full", action="store_true", help="only the CPU-sized model")
+    ap.add_argument("--skip_full", "--skip-full",
+                    action="store_true", help="only the CPU-sized model")
     ap.add_argument("--small", action="store_true", help="smoke run (2 repeats, CPU model)")
     args = ap.parse_args()
     if args.small:

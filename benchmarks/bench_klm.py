@@ -47,10 +47,12 @@ def main() -> int:
     ap.add_argument("--config", default=str(ROOT / "configs" / "klm.json"),
                     help="config whose model section is benchmarked")
     ap.add_argument("--model", help="trained model folder (realistic acceptance rate)")
-    ap.add_argument("--batch-sizes", default="100,1000,10000,100000")
-    ap.add_argument("--min-seconds", type=float, default=2.0, help="timing per point")
-    ap.add_argument("--max-reps", type=int, default=50)
-    ap.add_argument("--min-time", type=float, default=0.0, help="physical minimum time [ns]")
+    ap.add_argument("--batch_sizes", "--batch-sizes", default="100,1000,10000,100000")
+    ap.add_argument("--min_seconds", "--min-seconds",
+                    type=float, default=2.0, help="timing per point")
+    ap.add_argument("--max_reps", "--max-reps", type=int, default=50)
+    ap.add_argument("--min_time", "--min-time",
+                    type=float, default=0.0, help="physical minimum time [ns]")
     ap.add_argument("--small", action="store_true", help="smoke run: tiny model, 2 sizes")
     args = ap.parse_args()
 

@@ -35,8 +35,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, default=400_000, help="rows over all files")
     ap.add_argument("--files", type=int, default=4)
-    ap.add_argument("--one-row-samples", type=int, default=5000)
-    ap.add_argument("--train-steps", type=int, default=5)
+    ap.add_argument("--one_row_samples", "--one-row-samples", type=int, default=5000)
+    ap.add_argument("--train_steps", "--train-steps", type=int, default=5)
     ap.add_argument("--small", action="store_true", help="smoke run")
     args = ap.parse_args()
     if args.small:

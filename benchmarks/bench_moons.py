@@ -113,9 +113,9 @@ def train_timed(name, cfg, tr, x, x_test, budget_s, max_steps, n_evals, target=N
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stock-epochs", type=int, default=20)
-    p.add_argument("--n-train", type=int, default=8192)
-    p.add_argument("--n-test", type=int, default=4096)
+    p.add_argument("--stock_epochs", "--stock-epochs", type=int, default=20)
+    p.add_argument("--n_train", "--n-train", type=int, default=8192)
+    p.add_argument("--n_test", "--n-test", type=int, default=4096)
     p.add_argument("--evals", type=int, default=20, help="test evaluations per run")
     p.add_argument("--ablations", action="store_true",
                    help="also time the one-change-at-a-time configurations")

@@ -13,7 +13,7 @@ def main() -> int:
                     help="HDF5 with `data` [N, C + T] or [N, C] (gen conditions first)")
     ap.add_argument("--out", required=True, help="output HDF5 file")
     ap.add_argument("--upsample", type=int, default=1, help="reco draws per gen object")
-    ap.add_argument("--batch-size", type=int, default=10_000)
+    ap.add_argument("--batch_size", "--batch-size", type=int, default=10_000)
     ap.add_argument("--limit", type=int, help="use the first N gen objects")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

@@ -27,22 +27,22 @@ def main() -> int:
     p.add_argument("--epochs", type=positive_int, default=None,
                    help=f"training epochs of both flows (default: discrete {d.discrete_epochs},"
                         f" continuous {d.continuous_epochs})")
-    p.add_argument("--n-fits", type=positive_int, default=d.n_fits,
+    p.add_argument("--n_fits", "--n-fits", type=positive_int, default=d.n_fits,
                    help="known draws fitted one by one")
-    p.add_argument("--n-joint", type=positive_int, default=d.n_joint,
+    p.add_argument("--n_joint", "--n-joint", type=positive_int, default=d.n_joint,
                    help="events in the joint fit of one condition")
     p.add_argument("--starts", type=positive_int, default=d.starts,
                    help="starting points per fit")
-    p.add_argument("--fit-steps", type=int, default=d.fit_steps,
+    p.add_argument("--fit_steps", "--fit-steps", type=int, default=d.fit_steps,
                    help="Adam steps per fit before Newton polishing")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--batch_size", "--batch-size", type=positive_int, default=d.batch_size)
     p.add_argument("--lr", type=positive_float, default=d.lr, help="peak Adam learning rate")
     p.add_argument("--hidden", type=int_list, default=d.hidden,
                    help="hidden layer widths of each block's MLP, comma separated")
     p.add_argument("--stacked", type=positive_int, default=d.stacked, help="FFJORD blocks")
-    p.add_argument("--rk4-steps", type=positive_int, default=d.rk4_steps,
+    p.add_argument("--rk4_steps", "--rk4-steps", type=positive_int, default=d.rk4_steps,
                    help="RK4 steps per block in training")
-    p.add_argument("--no-jit", action="store_true", help="disable XLA compilation")
+    p.add_argument("--no_jit", "--no-jit", action="store_true", help="disable XLA compilation")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", type=Path, default=Path("runs/toy_conditional"))
     p.add_argument("--quick", action="store_true", help="smoke run (under a minute of work)")

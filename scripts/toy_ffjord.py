@@ -22,7 +22,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--epochs", type=positive_int, default=d.epochs)
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--batch_size", "--batch-size", type=positive_int, default=d.batch_size)
     p.add_argument("--lr", type=positive_float, default=d.lr, help="peak Adam learning rate")
     p.add_argument("--stacked", type=positive_int, default=d.stacked, help="FFJORD blocks")
     p.add_argument("--hidden", type=int_list, default=d.hidden,
@@ -31,13 +31,13 @@ def main() -> int:
                    help="trace estimator used in training (evaluation is always exact)")
     p.add_argument("--solver", choices=["rk4", "dopri5"], default=d.solver,
                    help="training ODE solver")
-    p.add_argument("--rk4-steps", type=positive_int, default=d.rk4_steps)
+    p.add_argument("--rk4_steps", "--rk4-steps", type=positive_int, default=d.rk4_steps)
     p.add_argument("--atol", type=positive_float, default=d.atol,
                    help="absolute tolerance of the adaptive (evaluation) solver")
     p.add_argument("--rtol", type=positive_float, default=d.rtol)
     p.add_argument("--reg", type=float, default=d.kinetic,
                    help="RNODE weight for both kinetic energy and Jacobian norm")
-    p.add_argument("--no-jit", action="store_true", help="disable XLA compilation")
+    p.add_argument("--no_jit", "--no-jit", action="store_true", help="disable XLA compilation")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", type=Path, default=Path("runs/toy_ffjord"))
     p.add_argument("--quick", action="store_true", help="smoke run of about a minute")

@@ -2,7 +2,7 @@
 overall and per (hit z x muon momentum) bin, KS and Wasserstein-1 against the statistical
 floor; writes validation.json and overall/bins/summary.png into --out.
 
-  python scripts/validate_klm.py --model runs/klm/model --config runs/klm/config_used.json \
+  python scripts/validate_klm.py --model runs/klm/model --config runs/klm/config.json \
       --out runs/klm/validation
 """
 
@@ -19,11 +19,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="saved model folder (<train --out>/model)")
     ap.add_argument("--config", required=True,
-                    help="config of the training run (<train --out>/config_used.json)")
+                    help="config of the training run (<train --out>/config.json)")
     ap.add_argument("--out", required=True, help="folder for validation.json and figures")
     ap.add_argument("--data", help="user file instead of the config's data source")
-    ap.add_argument("--min-time", type=float, help="physical minimum photon time [ns]")
-    ap.add_argument("--max-rounds", type=int, help="bound on resampling rounds")
+    ap.add_argument("--min_time", "--min-time",
+                    type=float, help="physical minimum photon time [ns]")
+    ap.add_argument("--max_rounds", "--max-rounds", type=int, help="bound on resampling rounds")
     ap.add_argument("--upsample", type=int, help="model draws per test context")
     args = ap.parse_args()
     config = load_config(args.config)

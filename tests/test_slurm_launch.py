@@ -82,12 +82,13 @@ def test_backend_choice(monkeypatch):
         choose_backend("mpi", {})
 
 
-def _task_command(out, backend: str, extra: str = "") -> list[str]:
+def _task_command(out, backend: str, extra: str = "", model: str = "moon",
+                  data: str = "") -> list[str]:
     """The argv slurm/launch_env.sh builds for each srun task."""
     script = (f"source {ROOT}/slurm/launch_env.sh && FFJORD_PYTHON={sys.executable} "
               "ffjord_task_command")
-    env = {"PATH": "/usr/bin:/bin", "FFJORD_BACKEND": backend, "FFJORD_MODEL": "moon",
-           "FFJORD_OUT": str(out), "FFJORD_EXTRA_ARGS": extra}
+    env = {"PATH": "/usr/bin:/bin", "FFJORD_BACKEND": backend, "FFJORD_MODEL": model,
+           "FFJORD_OUT": str(out), "FFJORD_EXTRA_ARGS": extra, "FFJORD_DATA": data}
     res = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
                          check=True)
     return res.stdout.splitlines()
@@ -115,27 +116,37 @@ def test_each_simulated_srun_task_sees_its_rank_and_ports():
     assert ports[1] == ports[0] + 1 and all(v["backend"] == "tf" for v in views)
 
 
-def train_and_resume(tmp_path, backend: str) -> None:
+def train_and_resume(tmp_path, backend: str, model: str = "moon") -> None:
     """The sbatch task command as 2 simulated srun tasks: one epoch, then (as after a time-limit
-    stop and resubmission) the same command again, which adds --load and goes on to epoch 2."""
+    stop and resubmission) the same command again, which adds --load and goes on to epoch 2.
+    For jets: the streaming FlashSim reader and batch-norm conditioners, whose statistics TF's
+    engine keeps as synchronised variables (every rank must take part in each save)."""
+    data = ""
+    if model == "jets":
+        from ffjord_kit.flashsim.synthetic import make_synthetic_dataset
+
+        make_synthetic_dataset("jets", 4096, 2, tmp_path / "data", n_val=1024, n_test=10,
+                               seed=1)
+        data = str(tmp_path / "data")
+    out = tmp_path / "out"
     extra = "--quick --no_progress --epochs {}"
-    first = launch_local(2, _task_command(tmp_path, backend, extra.format(1)), mode="slurm",
-                         extra_env=ENV, timeout_s=900)
+    first = launch_local(2, _task_command(out, backend, extra.format(1), model, data),
+                         mode="slurm", extra_env=ENV, timeout_s=900)
     assert [r.returncode for r in first] == [0, 0], describe(first)
-    history1 = json.loads(next(tmp_path.glob("*/history.json")).read_text())
-    argv = _task_command(tmp_path, backend, extra.format(2))
+    history1 = json.loads(next(out.glob("*/history.json")).read_text())
+    argv = _task_command(out, backend, extra.format(2), model, data)
     assert "--load" in argv
     second = launch_local(2, argv, mode="slurm", extra_env=ENV, timeout_s=900)
     assert [r.returncode for r in second] == [0, 0], describe(second)
-    history2 = json.loads(next(tmp_path.glob("*/history.json")).read_text())
+    history2 = json.loads(next(out.glob("*/history.json")).read_text())
     assert len(history1["val_nll"]) == 1 and len(history2["val_nll"]) == 2
     assert history2["val_nll"][0] == history1["val_nll"][0]  # epoch 1 kept, not retrained
     assert f"backend {backend} with 2 rank(s)" in second[0].stdout
 
 
 @slow
-def test_simulated_srun_trains_and_resumes_with_tf(tmp_path):
-    train_and_resume(tmp_path, "tf")
+def test_simulated_srun_trains_flashsim_and_resumes_with_tf(tmp_path):
+    train_and_resume(tmp_path, "tf", model="jets")
 
 
 FAKE_SRUN = """#!/bin/bash

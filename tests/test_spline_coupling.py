@@ -103,6 +103,14 @@ def test_save_load_identical_and_bad_paths(tmp_path):
                                   loaded.sample(len(c), c, seed=7).numpy())
     with pytest.raises(UserError, match="no saved flow"):
         SplineCouplingFlow.load(tmp_path / "missing")
+    # One loader for every family; a folder of another family is a one-line error.
+    from ffjord_kit.flows import ConditionalAutoregressiveSplineFlow, ContinuousFlow, load_flow
+
+    assert type(load_flow(tmp_path / "model")) is SplineCouplingFlow
+    for other in (ContinuousFlow, ConditionalAutoregressiveSplineFlow):
+        with pytest.raises(UserError, match="holds a spline_coupling flow, not a") as err:
+            other.load(tmp_path / "model")
+        assert "\n" not in str(err.value)
     with pytest.raises(DataError, match=r"\(N, 3\)"):
         flow.log_prob(x, condition=c[:, :2])
     with pytest.raises(ConfigError, match="unknown flow setting"):
