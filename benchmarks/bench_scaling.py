@@ -92,21 +92,30 @@ def load_record(when: str) -> dict:
     return {"load1": load1, "load5": load5, "cores": cores, "loaded": loaded}
 
 
+def launch(backend: str, ranks: int, argv: list[str], what: str, timeout_s: float) -> bool:
+    """Run `argv` as `ranks` processes of `backend` (horovodrun --gloo, or TF_CONFIG workers
+    on loopback); False (with the first rank's errors printed) when a rank fails."""
+    if backend == "horovod":
+        argv = [str(Path(sys.executable).parent / "horovodrun"), "-np", str(ranks), "-H",
+                f"localhost:{ranks}", "--gloo", *argv]
+        results = launch_local(1, argv, mode="none", extra_env=ENV, timeout_s=timeout_s)
+    else:
+        results = launch_local(ranks, argv, mode="tf_config" if ranks > 1 else "none",
+                               extra_env=ENV, timeout_s=timeout_s)
+    if any(r.returncode != 0 for r in results):
+        print(f"  {what} {backend} x{ranks} failed:\n{results[0].stderr[-2000:]}",
+              file=sys.stderr)
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- part 1
 def measure(backend: str, ranks: int, args, out: Path) -> dict | None:
     check = [sys.executable, str(ROOT / "scripts" / "check_distributed.py"),
              "--backend", backend, "--out", str(out), "--steps", str(args.steps),
              "--global_batch", str(args.batch_per_rank * ranks), "--n_data", str(args.n_data),
              "--hidden", *map(str, args.hidden), "--warmup_steps", str(min(5, args.steps - 1))]
-    if backend == "horovod":
-        argv = [str(Path(sys.executable).parent / "horovodrun"), "-np", str(ranks), "-H",
-                f"localhost:{ranks}", "--gloo", *check]
-        results = launch_local(1, argv, mode="none", extra_env=ENV, timeout_s=1200)
-    else:
-        results = launch_local(ranks, check, mode="tf_config" if ranks > 1 else "none",
-                               extra_env=ENV, timeout_s=1200)
-    if any(r.returncode != 0 for r in results):
-        print(f"  {backend} x{ranks} failed:\n{results[0].stderr[-2000:]}", file=sys.stderr)
+    if not launch(backend, ranks, check, "check", 1200):
         return None
     return json.loads((out / "result.json").read_text())
 
@@ -143,15 +152,7 @@ def train_jets(backend: str, ranks: int, config: Path, data: Path, out: Path) ->
     argv = [sys.executable, str(ROOT / "scripts" / "train_parallel.py"), "--model_name", "jets",
             "--config", str(config), "--data_folder", str(data), "--out", str(out),
             "--no_progress", "--backend", backend]
-    if backend == "horovod":
-        argv = [str(Path(sys.executable).parent / "horovodrun"), "-np", str(ranks), "-H",
-                f"localhost:{ranks}", "--gloo", *argv]
-        results = launch_local(1, argv, mode="none", extra_env=ENV, timeout_s=3600)
-    else:
-        results = launch_local(ranks, argv, mode="tf_config" if ranks > 1 else "none",
-                               extra_env=ENV, timeout_s=3600)
-    if any(r.returncode != 0 for r in results):
-        print(f"  jets {backend} x{ranks} failed:\n{results[0].stderr[-2000:]}", file=sys.stderr)
+    if not launch(backend, ranks, argv, "jets", 3600):
         return None
     history = json.loads((out / "jets" / "history.json").read_text())
     return {"epoch2_s": history["seconds"][1] - history["seconds"][0],
