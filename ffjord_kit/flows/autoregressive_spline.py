@@ -163,6 +163,7 @@ class ConditionalAutoregressiveSplineFlow(Flow):
     checks) for the weights and inputs."""
 
     family = "autoregressive_spline"
+    empty_condition_tensor = True
 
     def __init__(self, config: AutoregressiveSplineConfig | None = None,
                  name: str | None = None, dtype: tf.DType | str = tf.float32):
@@ -185,13 +186,6 @@ class ConditionalAutoregressiveSplineFlow(Flow):
     def from_config_dict(cls, config: dict, dtype: str = "float32"
                          ) -> ConditionalAutoregressiveSplineFlow:
         return cls(AutoregressiveSplineConfig.from_dict(config), dtype=dtype)
-
-    def _inputs(self, x, condition) -> tuple[tf.Tensor, tf.Tensor]:
-        x = self.check_input(x)
-        c = self.prepare_condition(condition, x)
-        if c is None:
-            c = tf.zeros(tf.stack([tf.shape(x)[0], 0]), self.dtype)
-        return x, c
 
     # -- transforms ---------------------------------------------------------------------
     def to_latent(self, x, condition=None) -> tuple[tf.Tensor, tf.Tensor]:

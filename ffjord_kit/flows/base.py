@@ -61,6 +61,8 @@ class Flow(tf.Module, abc.ABC):
 
     family: ClassVar[str] = "base"
     dtype: tf.DType = tf.float32
+    # Networks that concatenate the condition want an empty (N, 0) one when C = 0, not None.
+    empty_condition_tensor: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ what a family defines
     @property
@@ -153,6 +155,14 @@ class Flow(tf.Module, abc.ABC):
             raise ConditionError(f"{what} must have shape (N, {self.dim}), got "
                                  f"{tuple(x.shape)}")
         return x
+
+    def _inputs(self, x, condition) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """(x checked, condition checked and broadcast) for a public call."""
+        x = self.check_input(x)
+        c = self.prepare_condition(condition, x)
+        if c is None and self.empty_condition_tensor:
+            c = tf.zeros(tf.stack([tf.shape(x)[0], 0]), self.dtype)
+        return x, c
 
     def prepare_condition(self, condition, x: tf.Tensor) -> tf.Tensor | None:
         """A condition checked and broadcast to (N, C) for the N rows of x; None when C = 0."""

@@ -160,10 +160,6 @@ class ContinuousFlow(Flow):
     def from_config_dict(cls, config: dict, dtype: str = "float32") -> ContinuousFlow:
         return cls(FlowConfig.from_dict(config))
 
-    def _inputs(self, x, condition):
-        x = self.check_input(x)
-        return x, self.prepare_condition(condition, x)
-
     def _set_training(self, training: bool) -> None:
         for dyn in self._dynamics:
             dyn.training = training

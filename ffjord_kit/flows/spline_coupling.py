@@ -132,6 +132,7 @@ class SplineCouplingFlow(Flow):
     """
 
     family = "spline_coupling"
+    empty_condition_tensor = True
 
     def __init__(self, config: SplineFlowConfig | dict, name: str | None = None,
                  dtype: tf.DType | str = tf.float32):
@@ -163,13 +164,6 @@ class SplineCouplingFlow(Flow):
         return cls(SplineFlowConfig.from_dict(config), dtype=dtype)
 
     # ---- maps -------------------------------------------------------------------------------
-    def _inputs(self, x, condition) -> tuple[tf.Tensor, tf.Tensor]:
-        x = self.check_input(x)
-        c = self.prepare_condition(condition, x)
-        if c is None:  # unconditional: the conditioners see an empty context
-            c = tf.zeros(tf.stack([tf.shape(x)[0], 0]), self.dtype)
-        return x, c
-
     def to_latent(self, x, condition=None, training: bool = False
                   ) -> tuple[tf.Tensor, tf.Tensor]:
         """Data x [N, D] -> latent z [N, D] and log|det dz/dx| [N]."""
