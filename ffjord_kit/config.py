@@ -98,6 +98,17 @@ SCHEMA: dict[str, Key] = {
                       "data file name inside --data_folder (calorimeter; CaloGAN's name)"),
     "UNIT_SCALE": Key("float", 1e-3, "GeV per voxel unit in the HDF5 file (calorimeter)"),
     "FINAL_TIME": Key("float", 1.0, "integration time of each FFJORD block"),
+    "OBJECTIVE": Key("str", "max_likelihood",
+                     "training objective: max_likelihood | flow_matching (no ODE solve)"),
+    "SIGMA_MIN": Key("float", 0.0, "flow matching: width of the path's end around the data"),
+    "COUPLING": Key("str", "independent",
+                    "flow matching: base-data pairing, independent | ot (minibatch OT)"),
+    "OT_BLOCK": Key("int", 64, "flow matching: rows per exact OT assignment"),
+    "FM_DRAWS": Key("int", 1, "flow matching: path samples per data point and step"),
+    "FINETUNE_EPOCHS": Key("int", 0,
+                           "flow matching: the last N epochs train by maximum likelihood"),
+    "FINETUNE_LR": Key("float", 0.0, "the fine-tune's own peak learning rate (0: the "
+                                     "schedule goes on)"),
 }
 
 _TRACES = ("exact", "hutchinson_gaussian", "hutchinson_rademacher")
@@ -260,6 +271,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
 def _check_semantics(v: dict, where: str) -> None:
     """Cross-key and range checks, one line each."""
     from . import backbones  # noqa: F401  (registers the backbones)
+    from .flows.flow_matching import COUPLINGS, OBJECTIVES
     from .networks import ACTIVATIONS, BACKBONES
 
     def bad(key: str, message: str) -> ConfigError:
@@ -269,13 +281,13 @@ def _check_semantics(v: dict, where: str) -> None:
                 "STRIDE"):
         if v[key] < 1:
             raise bad(key, f"must be >= 1, got {v[key]}")
-    for key in ("EARLYSTOP", "LR_PATIENCE", "WARMUP_EPOCHS", "MAX_EVENTS"):
+    for key in ("EARLYSTOP", "LR_PATIENCE", "WARMUP_EPOCHS", "MAX_EVENTS", "FINETUNE_EPOCHS"):
         if v[key] < 0:
             raise bad(key, f"must be >= 0, got {v[key]}")
     for key in ("LR", "ATOL", "RTOL", "EVAL_ATOL", "EVAL_RTOL", "FINAL_TIME", "UNIT_SCALE"):
         if v[key] <= 0:
             raise bad(key, f"must be > 0, got {v[key]}")
-    for key in ("REG", "CLIP_NORM", "MIN_LR"):
+    for key in ("REG", "CLIP_NORM", "MIN_LR", "FINETUNE_LR"):
         if v[key] < 0:
             raise bad(key, f"must be >= 0, got {v[key]}")
     if not 0 <= v["DROPOUT"] < 1:
@@ -298,6 +310,21 @@ def _check_semantics(v: dict, where: str) -> None:
     for key in ("TRACE", "EVAL_TRACE"):
         if v[key] not in _TRACES:
             raise bad(key, f"must be one of {list(_TRACES)}, got {v[key]!r}")
+    if v["OBJECTIVE"] not in OBJECTIVES:
+        raise bad("OBJECTIVE", f"must be one of {list(OBJECTIVES)}, got {v['OBJECTIVE']!r}")
+    if v["COUPLING"] not in COUPLINGS:
+        raise bad("COUPLING", f"must be one of {list(COUPLINGS)}, got {v['COUPLING']!r}")
+    if not 0 <= v["SIGMA_MIN"] < 1:
+        raise bad("SIGMA_MIN", f"must be in [0, 1), got {v['SIGMA_MIN']}")
+    if v["FM_DRAWS"] < 1:
+        raise bad("FM_DRAWS", f"must be >= 1, got {v['FM_DRAWS']}")
+    if v["OT_BLOCK"] < 2:
+        raise bad("OT_BLOCK", f"must be >= 2, got {v['OT_BLOCK']}")
+    if v["FINETUNE_EPOCHS"] and v["OBJECTIVE"] != "flow_matching":
+        raise bad("FINETUNE_EPOCHS", "is a maximum-likelihood fine-tune after flow matching; "
+                                     "it needs OBJECTIVE 'flow_matching'")
+    if v["FINETUNE_EPOCHS"] > v["MAXEPOCH"]:
+        raise bad("FINETUNE_EPOCHS", f"is {v['FINETUNE_EPOCHS']} but MAXEPOCH is {v['MAXEPOCH']}")
     if v["TRAIN_SOLVER"] not in _SOLVERS:
         raise bad("TRAIN_SOLVER", f"must be one of {list(_SOLVERS)}, got {v['TRAIN_SOLVER']!r}")
     if not v["MODEL"] or any(c in v["MODEL"] for c in "/\\") or v["MODEL"] in (".", ".."):

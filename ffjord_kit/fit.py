@@ -1,5 +1,6 @@
 """The toy scripts' recipe on the one Trainer: arrays in memory, Adam with cosine decay per step
-and gradient clipping, RNODE weights, no validation split.
+and gradient clipping, RNODE weights, no validation split; maximum likelihood or flow matching
+(optionally ending with a maximum-likelihood fine-tune).
 
     history = fit(flow, x, FitSettings(epochs=150, lr=5e-3), condition=c)
 
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .distributed.backend import SingleProcess
+from .flows.flow_matching import FlowMatching
 from .training.datasets import ArrayData, ShardedBatches
 from .training.loop import Trainer, TrainSettings
 
@@ -36,13 +38,19 @@ class FitSettings:
     jit_compile: bool = True
     seed: int = 0
     time_budget_s: float | None = None  # stop after this much training time
+    objective: str = "max_likelihood"  # | flow_matching
+    flow_matching: FlowMatching = field(default_factory=FlowMatching)
+    finetune_epochs: int = 0  # flow matching: the last N epochs by maximum likelihood
+    finetune_lr: float = 0.0  # the fine-tune's peak lr (0: the cosine schedule goes on)
 
     def train_settings(self) -> TrainSettings:
         return TrainSettings(
             lr=self.lr, max_epochs=self.epochs, early_stop=0, schedule="cosine_step",
             min_lr=self.lr * self.lr_final_fraction, clip_norm=self.clip_norm or 0.0,
             kinetic=self.kinetic, jacobian=self.jacobian, jit_compile=self.jit_compile,
-            restore_best=False, time_budget_s=self.time_budget_s)
+            restore_best=False, time_budget_s=self.time_budget_s, objective=self.objective,
+            flow_matching=self.flow_matching, finetune_epochs=self.finetune_epochs,
+            finetune_lr=self.finetune_lr)
 
 
 def fit(flow, x: np.ndarray, settings: FitSettings, condition: np.ndarray | None = None,

@@ -1,7 +1,8 @@
 """Right-hand-side networks f(t, x, condition) for continuous flows.
 
 A backbone is a `tf.Module` called as `net(t, x, condition=None, training=False) -> dx/dt` with
-x of shape (B, D), t a scalar and condition (B, C) or None. A backbone may also provide
+x of shape (B, D), t a scalar or one time per row (B,) (flow matching) and condition (B, C) or
+None. A backbone may also provide
 `value_and_jacobian(t, x, condition)` returning (dx/dt (B, D), d(dx/dt)/dx (B, D, D)); the exact
 trace estimator then uses it instead of D backward passes.
 
@@ -45,6 +46,12 @@ def activation(name: str) -> tuple[Callable, Callable]:
     except KeyError:
         raise ValueError(f"unknown activation {name!r}; choose one of "
                          f"{sorted(ACTIVATIONS)}") from None
+
+
+def time_column(t, x: tf.Tensor) -> tf.Tensor:
+    """t (a scalar, or one time per row of shape (B,)) as a column (B, 1) in x's dtype."""
+    t = tf.reshape(tf.cast(t, x.dtype), [-1, 1])
+    return t * tf.ones([tf.shape(x)[0], 1], x.dtype)
 
 
 def glorot(shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
@@ -99,7 +106,7 @@ class ODEMLP(tf.Module):
 
     def _context(self, t: tf.Tensor, x: tf.Tensor, condition: tf.Tensor | None) -> tf.Tensor:
         """The non-state inputs [t, embed(c)] for each row, shape (B, 1 + E)."""
-        tt = tf.fill([tf.shape(x)[0], 1], tf.cast(t, x.dtype))
+        tt = time_column(t, x)
         if condition is None or self.condition_dim == 0:
             return tt
         c = self.embedding(condition) if self.embedding is not None else condition

@@ -12,23 +12,50 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from .flows.flow_matching import FlowMatching, ot_pair, repeat_rows
+
 
 def make_loss_and_grad(flow, kinetic: float = 0.0, jacobian: float = 0.0,
-                       jit_compile: bool = False, training: bool = True) -> Callable:
+                       jit_compile: bool = False, training: bool = True,
+                       objective: str = "max_likelihood",
+                       flow_matching: FlowMatching | None = None,
+                       replica: tuple[int, int] = (0, 1)) -> Callable:
     """`fn(x, condition=None) -> (loss, aux dict, gradients)` for `flow.trainable_variables`.
 
     Any flow of the contract (flows/base.py); kinetic / jacobian are the continuous flows'
-    RNODE weights, passed only when non-zero."""
+    RNODE weights, passed only when non-zero. `objective="flow_matching"` (continuous flows)
+    regresses the field instead (flows/flow_matching.py); with `flow_matching.coupling == "ot"`
+    the base draws are paired with the batch on the host first, then the XLA step runs.
+    `replica` = (rank, size) of a data-parallel run (see `ContinuousFlow.draw_base`)."""
+    if objective not in flow.objectives:
+        raise ValueError(f"{flow.family} flows train by {' or '.join(flow.objectives)}, not "
+                         f"{objective!r}")
     variables = flow.trainable_variables
     options = {k: v for k, v in (("kinetic", kinetic), ("jacobian", jacobian)) if v}
+    fm = flow_matching or FlowMatching()
+    if objective == "flow_matching":
+        options.update(objective=objective, sigma_min=fm.sigma_min, draws=fm.draws,
+                       replica=tuple(replica))
 
-    def loss_and_grad(x, condition=None):
+    def loss_and_grad(x, condition=None, base=None):
         with tf.GradientTape() as tape:
-            loss, aux = flow.loss(x, condition, training=training, **options)
+            loss, aux = flow.loss(x, condition, training=training, base=base, **options) \
+                if base is not None else flow.loss(x, condition, training=training, **options)
         grads = tape.gradient(loss, variables)
         return loss, aux, grads
 
-    return tf.function(loss_and_grad, jit_compile=jit_compile, reduce_retracing=True)
+    compiled = tf.function(loss_and_grad, jit_compile=jit_compile, reduce_retracing=True)
+    if objective != "flow_matching" or fm.coupling == "independent":
+        return compiled
+
+    def coupled(x, condition=None):
+        # The pairing is a host call (scipy), so it runs outside the XLA-compiled step; the
+        # base draws come from the flow's checkpointed generator, so resume stays exact.
+        xs, cs = repeat_rows(x, fm.draws), repeat_rows(condition, fm.draws)
+        base = ot_pair(xs, flow.draw_base(tf.shape(xs)[0], replica), cs, fm.ot_block)
+        return compiled(x, condition, base)
+
+    return tf.function(coupled, reduce_retracing=True)
 
 
 def make_apply(optimizer, variables, clip_norm: float | None = None,

@@ -31,9 +31,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--warmup_steps", type=int, default=2, help="steps left out of the timing")
     p.add_argument("--family", nargs="+", default=["continuous"],
-                   choices=["continuous", "spline_coupling", "autoregressive_spline"],
+                   # check.FAMILIES (not imported here: the backend starts before TF work)
+                   choices=["continuous", "spline_coupling", "autoregressive_spline",
+                            "flow_matching"],
                    help="flow family (or families, one after the other in the same job) of the "
-                        "check model; with several, each writes to --out/<family>")
+                        "check model ('flow_matching': the continuous flow trained by flow "
+                        "matching); with several, each writes to --out/<family>")
     p.add_argument("--out", default=None, help="folder for result.json and weights.npz")
     return p.parse_args(argv)
 

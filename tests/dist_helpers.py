@@ -86,7 +86,8 @@ def horovodrun_argv(n: int, argv: list[str]) -> list[str]:
     return [str(exe), "-np", str(n), "-H", f"localhost:{n}", "--gloo", *argv]
 
 
-SPLINE_FAMILIES = ("spline_coupling", "autoregressive_spline")
+# The families of the second 2-rank job (the first, "continuous", is shared by other tests).
+SECOND_JOB_FAMILIES = ("spline_coupling", "autoregressive_spline", "flow_matching")
 
 
 def two_rank_run(backend: str, out: Path, families: tuple[str, ...] = ("continuous",)

@@ -37,6 +37,19 @@ def test_defaults_filled_and_types_coerced():
     assert cfg["KERNEL"] == 3
 
 
+def test_objective_keys_reach_the_train_settings():
+    from ffjord_kit.training.from_config import train_settings_from
+    cfg = validate_config({**minimal(), "objective": "flow_matching", "COUPLING": "ot",
+                           "FM_DRAWS": 2, "FINETUNE_EPOCHS": 1, "FINETUNE_LR": 1e-3,
+                           "REG": 0.01})
+    s = train_settings_from(cfg)
+    assert (s.objective, s.flow_matching.coupling, s.flow_matching.draws) == \
+        ("flow_matching", "ot", 2)
+    assert s.objective_at(0) == "flow_matching" and s.objective_at(2) == "max_likelihood"
+    assert s.finetune_lr == 1e-3 and s.kinetic == 0.01  # REG acts in the fine-tune
+    assert train_settings_from(validate_config(minimal())).objective == "max_likelihood"
+
+
 def test_tutorial_style_file_loads(tmp_path):
     text = """{
       'SHAPE': [2],
@@ -75,6 +88,11 @@ def test_tutorial_style_file_loads(tmp_path):
     ({"BATCHNORM": "yes"}, "BATCHNORM", "true or false"),
     ({"MODEL": "../x"}, "MODEL", "plain folder name"),
     ({"LR": -1}, "LR", "must be > 0"),
+    ({"OBJECTIVE": "score_matching"}, "OBJECTIVE", "must be one of"),
+    ({"COUPLING": "sinkhorn"}, "COUPLING", "must be one of"),
+    ({"FINETUNE_EPOCHS": 2}, "FINETUNE_EPOCHS", "needs OBJECTIVE 'flow_matching'"),
+    ({"OBJECTIVE": "flow_matching", "FINETUNE_EPOCHS": 9}, "FINETUNE_EPOCHS", "MAXEPOCH is 3"),
+    ({"FM_DRAWS": 0}, "FM_DRAWS", "must be >= 1"),
 ])
 def test_bad_values_name_key_and_file(tmp_path, change, key, fragment):
     path = tmp_path / "bad.json"

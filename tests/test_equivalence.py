@@ -1,5 +1,6 @@
 """Averaged gradients: K steps on 2 ranks with B/2 rows each == K steps on 1 rank with B rows,
-for every flow family (continuous, spline coupling, autoregressive spline).
+for every flow family (continuous, spline coupling, autoregressive spline) and for the
+continuous flow trained by flow matching (its base draws and times follow the global rows).
 
 Deterministic data order (step k uses rows k*B .. k*B+B-1, rank r every 2nd of them), exact
 trace, fixed-step RK4, no dropout, plain SGD. Two controls show the comparison can fail:
@@ -10,7 +11,7 @@ summing the ranks' gradients (= doubling the learning rate) and ignoring the oth
 import pytest
 from dist_helpers import (
     LR,
-    SPLINE_FAMILIES,
+    SECOND_JOB_FAMILIES,
     describe,
     load_weights,
     max_rel_diff,
@@ -32,7 +33,7 @@ class _OneShardOnly(SingleProcess):
     rank, size = 0, 2
 
 
-FAMILIES = ["continuous", "spline_coupling", "autoregressive_spline"]
+FAMILIES = ["continuous", "spline_coupling", "autoregressive_spline", "flow_matching"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -54,9 +55,9 @@ def test_two_ranks_half_batch_equal_one_rank_full_batch(backend, family, tmp_pat
     reference = reference_weights(tmp_path_factory.mktemp("reference"), family=family)
     if family == "continuous":  # the run the other distributed tests share
         results, out = two_rank_run(backend, tmp_path_factory.mktemp(f"two_{backend}"))
-    else:  # both spline families in one 2-rank job: one start-up
-        results, out = two_rank_run(backend, tmp_path_factory.mktemp(f"two_{backend}_spline"),
-                                    SPLINE_FAMILIES)
+    else:  # the other families in one 2-rank job: one start-up
+        results, out = two_rank_run(backend, tmp_path_factory.mktemp(f"two_{backend}_more"),
+                                    SECOND_JOB_FAMILIES)
         out = out / family
     assert all(r.returncode == 0 for r in results), describe(results)
     result = result_json(out)

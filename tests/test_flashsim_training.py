@@ -127,8 +127,8 @@ if __name__ == "__main__":
     # Child of the SIGKILL test: train with a step that kills this process at KILL_AT_STEP.
     build = Trainer._build_loss_and_grad
 
-    def killing(self):
-        inner, count = build(self), [0]
+    def killing(self, objective):
+        inner, count = build(self, objective), [0]
 
         def loss_and_grad(x, c=None):
             count[0] += 1

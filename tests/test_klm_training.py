@@ -56,8 +56,8 @@ def test_validation_nll_falls_and_best_model_is_saved(full_run):
 class _TermAt(Trainer):
     at = STEPS_PER_EPOCH + 7  # epoch 2, step 7: the newest checkpoint is from SIGTERM itself
 
-    def _build_loss_and_grad(self):
-        inner, count = super()._build_loss_and_grad(), [0]
+    def _build_loss_and_grad(self, objective):
+        inner, count = super()._build_loss_and_grad(objective), [0]
 
         def loss_and_grad(x, c=None):
             count[0] += 1

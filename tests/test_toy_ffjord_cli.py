@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "toy_ffjord.py"
 
@@ -24,10 +26,14 @@ def run(*args, timeout=600):
                           timeout=timeout, env=env, cwd=ROOT)
 
 
-def test_quick_run_writes_answers_and_plots(tmp_path):
-    res = run("--quick", "--epochs", "2", "--out", str(tmp_path))
+@pytest.mark.parametrize("objective", ["flow_matching", "max_likelihood"])
+def test_quick_run_writes_answers_and_plots(tmp_path, objective):
+    res = run("--objective", objective, "--quick", "--epochs", "2", "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr[-2000:]
     answers = json.loads((tmp_path / "answers.json").read_text())
+    assert answers["training"]["objective"] == objective
+    assert answers["training"]["finetune_epochs"] == (1 if objective == "flow_matching" else 0)
+    assert answers["nfe_per_sample_batch"] > 0
     q1 = answers["q1_log_prob_at_0_0.5"]
     assert abs(q1["true"] - (-0.636)) < 0.01 and q1["model"] < 0
     assert len(answers["q2_base_point_-0.1_0.6_lands_at"]["x"]) == 2
@@ -43,6 +49,10 @@ def test_quick_run_writes_answers_and_plots(tmp_path):
 def test_bad_flags_and_unwritable_out(tmp_path):
     res = run("--epochs", "0")
     assert res.returncode == 2 and "must be >= 1" in res.stderr
+    res = run("--objective", "max_likelihood", "--finetune_epochs", "3")
+    assert res.returncode == 2 and "belong to --objective flow_matching" in res.stderr
+    res = run("--epochs", "5", "--finetune_epochs", "9")
+    assert res.returncode == 2 and "finetune_epochs must be in [0, epochs = 5]" in res.stderr
     blocker = tmp_path / "file"
     blocker.write_text("keep me")
     res = run("--quick", "--out", str(blocker / "sub"))

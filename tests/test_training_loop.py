@@ -75,8 +75,8 @@ class SignalAt(Trainer):
 
     at, signum = 5, signal.SIGTERM
 
-    def _build_loss_and_grad(self):
-        inner, count = super()._build_loss_and_grad(), [0]
+    def _build_loss_and_grad(self, objective):
+        inner, count = super()._build_loss_and_grad(objective), [0]
 
         def loss_and_grad(x, c=None):
             count[0] += 1
@@ -211,8 +211,8 @@ class NaNAt(Trainer):
 
     at, forever = 4, False
 
-    def _build_loss_and_grad(self):
-        inner, count = super()._build_loss_and_grad(), [0]
+    def _build_loss_and_grad(self, objective):
+        inner, count = super()._build_loss_and_grad(objective), [0]
 
         def loss_and_grad(x, c=None):
             count[0] += 1

@@ -8,7 +8,7 @@ import math
 import tensorflow as tf
 import tf_keras
 
-from ..networks import ConditionEmbedding, activation
+from ..networks import ConditionEmbedding, activation, time_column
 
 SQRT2 = math.sqrt(2.0)
 
@@ -38,7 +38,7 @@ class TimeConditionContext(tf.Module):
         self.width = 1 + (embedding if condition_dim > 1 else condition_dim)
 
     def __call__(self, t, x: tf.Tensor, condition: tf.Tensor | None) -> tf.Tensor:
-        tt = tf.fill([tf.shape(x)[0], 1], tf.cast(t, x.dtype))
+        tt = time_column(t, x)
         if condition is None or self.condition_dim == 0:
             return tt
         c = self.embedding(condition) if self.embedding is not None else condition

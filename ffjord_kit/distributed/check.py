@@ -49,7 +49,7 @@ class CheckSettings:
     lr: float = 1e-2
     seed: int = 0
     warmup_steps: int = 2
-    family: str = "continuous"  # continuous | spline_coupling | autoregressive_spline
+    family: str = "continuous"  # one of FAMILIES
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -57,7 +57,9 @@ class CheckSettings:
                             f"{', '.join(FAMILIES)}")
 
 
-FAMILIES = ("continuous", "spline_coupling", "autoregressive_spline")
+# "flow_matching": the continuous flow trained by flow matching (its base draws and times
+# follow the global batch's rows, so the check's equivalence holds for it too).
+FAMILIES = ("continuous", "spline_coupling", "autoregressive_spline", "flow_matching")
 
 
 def check_flow_config(s: CheckSettings) -> FlowConfig:
@@ -78,7 +80,7 @@ def check_data(n: int, seed: int) -> np.ndarray:
 
 def check_flow(s: CheckSettings):
     """The small deterministic flow of the check, of family `s.family`."""
-    if s.family == "continuous":
+    if s.family in ("continuous", "flow_matching"):
         return ContinuousFlow(check_flow_config(s))
     if s.family == "spline_coupling":
         return SplineCouplingFlow(SplineFlowConfig(
@@ -122,7 +124,9 @@ def run_check(backend: Backend, settings: CheckSettings, out: str | Path | None 
         optimizer = make_optimizer(s.optimizer, s.lr)
         optimizer.build(flow.trainable_variables)
     backend.prepare(flow.trainable_variables, optimizer)
-    step = backend.train_step(make_loss_and_grad(flow),
+    objective = "flow_matching" if s.family == "flow_matching" else "max_likelihood"
+    step = backend.train_step(make_loss_and_grad(flow, objective=objective,
+                                                 replica=(backend.rank, backend.size)),
                               make_apply(optimizer, flow.trainable_variables))
     losses, times = [], []
     for k in range(s.steps):

@@ -107,6 +107,11 @@ class FFJORDExperiment(Experiment):
             overrides["BATCH"] = min(cfg["BATCH"], overrides.get("BATCH", cfg["BATCH"]))
         if opts.epochs is not None:
             overrides["MAXEPOCH"] = opts.epochs
+        if "MAXEPOCH" in overrides and cfg["FINETUNE_EPOCHS"] and "FINETUNE_EPOCHS" not in \
+                opts.overrides:
+            # A shorter run keeps the fine-tune's share of the epochs (at least one).
+            share = cfg["FINETUNE_EPOCHS"] / cfg["MAXEPOCH"]
+            overrides["FINETUNE_EPOCHS"] = max(1, round(share * overrides["MAXEPOCH"]))
         overrides.update(opts.overrides)
         cfg = cfg.replace(**overrides) if overrides else cfg
         return cfg, cfg.to_dict(), cfg["MODEL"]

@@ -114,6 +114,9 @@ class Flow(tf.Module, abc.ABC):
         """Latent -> data without the log-determinant, where a family can skip it."""
         return self.to_data(z, condition)[0]
 
+    #: training objectives `loss` accepts (the continuous flows add flow matching)
+    objectives: ClassVar[tuple[str, ...]] = ("max_likelihood",)
+
     def loss(self, x, condition=None, training: bool = True,
              **options: float) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """The training objective (mean NLL in nats) and its parts {"nll": ...}.

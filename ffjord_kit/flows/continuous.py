@@ -26,6 +26,7 @@ import tensorflow_probability as tfp
 from .. import networks
 from .base import Flow, register_family
 from .dynamics import Dynamics
+from .flow_matching import flow_matching_loss, repeat_rows
 from .ode import make_solver
 from .trace import augmented_dynamics, check_trace, draw_probe
 
@@ -115,6 +116,13 @@ class ContinuousFlow(Flow):
         self._dynamics = [Dynamics(b) for b in self.backbones]
         self.generator = tf.random.Generator.from_seed(config.seed)
         self.nfe_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="nfe")
+        # Flow matching's draws: stateless ops keyed on (seed, this counter). The probe
+        # generator is replica-aware under TF's strategies (each replica folds in its id);
+        # these draws must instead be the same global stream on every rank (`draw_base`).
+        self.draw_counter = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="draw_counter",
+            synchronization=tf.VariableSynchronization.ON_READ,  # updated per replica
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.base = tfd.MultivariateNormalDiag(loc=tf.zeros(d), scale_diag=tf.ones(d))
         self._solvers = {
             "train": make_solver(config.train_solver, **config.train_solver_kwargs),
@@ -228,15 +236,34 @@ class ContinuousFlow(Flow):
         return np.stack(out)
 
     # ----------------------------------------------------------------------------- training
-    def loss(self, x, condition=None, training: bool = True, kinetic: float = 0.0,
-             jacobian: float = 0.0) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        """Training objective: mean NLL (nats) + kinetic * E|f|^2 + jacobian * E|J|_F^2.
+    objectives = ("max_likelihood", "flow_matching")
 
-        Uses the train solver and trace estimator. With both weights zero this is TFP's
-        log_prob; otherwise the RNODE integrals ride along in the same solves.
+    def loss(self, x, condition=None, training: bool = True, kinetic: float = 0.0,
+             jacobian: float = 0.0, objective: str = "max_likelihood", sigma_min: float = 0.0,
+             draws: int = 1, base=None, replica: tuple[int, int] = (0, 1)
+             ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """Training objective and its parts.
+
+        max_likelihood: mean NLL (nats) + kinetic * E|f|^2 + jacobian * E|J|_F^2, with the
+        train solver and trace estimator; with both weights zero this is TFP's log_prob,
+        otherwise the RNODE integrals ride along in the same solves.
+        flow_matching: the straight-path regression of `flow_matching.py` (no ODE solve);
+        Each row of x meets `draws` path samples; `base` (draws * N, D) are the base draws
+        paired with the rows of x repeated `draws` times (e.g. by minibatch OT), drawn from the
+        flow's generator when None; `replica` = (rank, size) takes this rank's rows of draws
+        made for the global batch (so ranks draw differently, and 2 ranks at batch B/2 draw
+        what 1 rank at batch B does). Returns (loss, {"flow_matching": loss}).
         """
+        if objective not in self.objectives:
+            raise ValueError(f"objective must be one of {self.objectives}, got {objective!r}")
         self._set_training(training)
         try:
+            if objective == "flow_matching":
+                if kinetic or jacobian:
+                    raise ValueError("the RNODE weights (kinetic, jacobian) apply to "
+                                     "max_likelihood only")
+                fm = self._flow_matching_loss(x, condition, sigma_min, draws, base, replica)
+                return fm, {"flow_matching": fm}
             if kinetic == 0.0 and jacobian == 0.0:
                 nll = -tf.reduce_mean(self.log_prob(x, condition, mode="train"))
                 return nll, {"nll": nll}
@@ -247,6 +274,33 @@ class ContinuousFlow(Flow):
                                                           "jacobian": jf}
         finally:
             self._set_training(False)
+
+    def draw_base(self, n, replica: tuple[int, int] = (0, 1)) -> tf.Tensor:
+        """n draws (n, D) from the base N(0, I), keyed on the flow's checkpointed counter.
+
+        replica = (rank, size): every rank draws the global batch's n * size rows and keeps
+        rows rank, rank + size, ... (how the data are sharded), so the generators stay in step.
+        """
+        rank, size = replica
+        return tf.random.stateless_normal([n, size, self.config.dim],
+                                          self._next_seed())[:, rank]
+
+    def _next_seed(self) -> tf.Tensor:
+        count = self.draw_counter.assign_add(1, read_value=False)
+        with tf.control_dependencies([count]):
+            return tf.stack([tf.constant(self.config.seed, tf.int64),
+                             tf.identity(self.draw_counter)])
+
+    def _flow_matching_loss(self, x, condition, sigma_min: float, draws: int, base,
+                            replica: tuple[int, int]) -> tf.Tensor:
+        x, c = self._inputs(x, condition)
+        x, c = repeat_rows(x, draws), repeat_rows(c, draws)
+        n = tf.shape(x)[0]
+        z = (self.draw_base(n, replica) if base is None
+             else tf.convert_to_tensor(base, tf.float32))
+        u = tf.random.stateless_uniform([n, replica[1]], self._next_seed())[:, replica[0]]
+        return flow_matching_loss(self._dynamics, x, z, c, u, sigma_min,
+                                  self.config.final_time)
 
     def _log_prob_regularized(self, x, condition=None):
         """log p(x), integral |f|^2 dt and integral |J|_F^2 dt (summed over blocks), (N,) each."""

@@ -20,6 +20,7 @@ from ..errors import TrainingDiverged
 from ..fileio import write_json
 from ..fit import FitSettings, fit
 from ..flows.continuous import ContinuousFlow, FlowConfig
+from ..flows.flow_matching import FlowMatching
 from . import plots2d
 from .moons import DEFAULT_NOISE, moons_entropy, moons_log_density, sample_moons
 
@@ -48,9 +49,27 @@ class Part1Settings:
     kinetic: float = 0.01
     jacobian: float = 0.01
     jit_compile: bool = True
+    objective: str = "max_likelihood"  # | flow_matching
+    coupling: str = "independent"  # flow matching: independent | ot
+    sigma_min: float = 0.0  # flow matching: end width of the path
+    draws: int = 1  # flow matching: path samples per data point and step
+    finetune_epochs: int = 0  # flow matching: the last N epochs by maximum likelihood
+    finetune_lr: float = 0.0  # the fine-tune's own peak learning rate (0: schedule goes on)
     seed: int = 0
-    grid: int = 120  # density map resolution per axis
+    grid: int = 100  # density map resolution per axis
     n_plot: int = 4000
+
+    def __post_init__(self) -> None:
+        self.fit_settings().train_settings()  # the Trainer's checks, before any work
+
+    def fit_settings(self) -> FitSettings:
+        return FitSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                           kinetic=self.kinetic, jacobian=self.jacobian,
+                           jit_compile=self.jit_compile, seed=self.seed,
+                           objective=self.objective,
+                           flow_matching=FlowMatching(self.sigma_min, self.coupling,
+                                                      draws=self.draws),
+                           finetune_epochs=self.finetune_epochs, finetune_lr=self.finetune_lr)
 
     def flow_config(self) -> FlowConfig:
         train_kwargs = ({"num_steps": self.rk4_steps} if self.solver == "rk4" else
@@ -64,12 +83,32 @@ class Part1Settings:
             eval_trace="exact", seed=self.seed)
 
 
-def quick_settings(**overrides) -> Part1Settings:
+# Each objective's recipe, on top of the dataclass defaults (measured in bench_moons.py and
+# docs/walkthrough_part1.md). Flow matching: 94 epochs of straight-path regression with 4 path
+# samples per point at a high learning rate, then 64 epochs of maximum likelihood (RNODE) on the
+# same cosine schedule's tail.
+DEFAULT_OBJECTIVE = "flow_matching"
+RECIPES: dict[str, dict] = {
+    "max_likelihood": {},
+    "flow_matching": dict(objective="flow_matching", epochs=158, finetune_epochs=64, draws=4,
+                          lr=2e-2, finetune_lr=2e-3),
+}
+
+
+def part1_settings(objective: str = "max_likelihood", **overrides) -> Part1Settings:
+    """The recipe of `objective` (RECIPES) with `overrides` on top."""
+    if objective not in RECIPES:
+        raise ValueError(f"objective must be one of {sorted(RECIPES)}, got {objective!r}")
+    return Part1Settings(**{**RECIPES[objective], **overrides})
+
+
+def quick_settings(objective: str = "max_likelihood", **overrides) -> Part1Settings:
     """A smoke run of about a minute: small data, few epochs, coarse plots."""
     base = dict(n_train=2048, n_test=512, epochs=3, batch_size=256, hidden=(32, 32),
                 rk4_steps=4, grid=40, n_plot=500, atol=1e-4, rtol=1e-4)
-    base.update(overrides)
-    return Part1Settings(**base)
+    if objective == "flow_matching":
+        base.update(finetune_epochs=1)
+    return part1_settings(objective, **{**base, **overrides})
 
 
 def batched_log_prob(flow: ContinuousFlow, x: np.ndarray, batch: int = 4096) -> np.ndarray:
@@ -115,6 +154,10 @@ def answer_questions(flow: ContinuousFlow, s: Part1Settings, out: Path, log=prin
     flow.reset_nfe()
     flow.log_prob(x_test[:512])
     answers["nfe_per_eval_log_prob"] = flow.nfe
+    # The sampling cost: function evaluations of the adaptive solver for one batch of samples.
+    flow.reset_nfe()
+    flow.to_data(np.random.default_rng(s.seed + 3).standard_normal((512, 2)).astype(np.float32))
+    answers["nfe_per_sample_batch"] = flow.nfe
 
     lim = ((-1.6, 2.6), (-1.1, 1.6))
     z_plot = np.random.default_rng(s.seed + 2).standard_normal((s.n_plot, 2)).astype(np.float32)
@@ -143,9 +186,7 @@ def run(s: Part1Settings, out: Path, log=print) -> dict:
     """Train on two moons, save the model to OUT/model, answer the questions."""
     flow = ContinuousFlow(s.flow_config())
     x = sample_moons(s.n_train, s.noise, seed=s.seed)
-    fit_settings = FitSettings(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
-                               kinetic=s.kinetic, jacobian=s.jacobian,
-                               jit_compile=s.jit_compile, seed=s.seed)
+    fit_settings = s.fit_settings()
     try:
         history = fit(flow, x, fit_settings, log=log)
     except TrainingDiverged:
@@ -156,6 +197,7 @@ def run(s: Part1Settings, out: Path, log=print) -> dict:
     plots2d.loss_curve(history, out / "loss.png", keys=("loss", "nll"))
     answers = answer_questions(flow, s, out, log)
     answers["training"] = {"seconds": history["seconds"][-1], "epochs": len(history["epoch"]),
+                           "objective": s.objective, "finetune_epochs": s.finetune_epochs,
                            "final_train_nll": history["nll"][-1],
                            "nfe_per_step": history["nfe_per_step"][-1]}
     write_json(out / "answers.json", answers)

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..config import Config
 from ..flows.continuous import FlowConfig
+from ..flows.flow_matching import FlowMatching
 from .loop import TrainSettings
 
 
@@ -47,4 +48,7 @@ def train_settings_from(cfg: Config) -> TrainSettings:
         lr_patience=cfg["LR_PATIENCE"], lr_factor=cfg["LR_FACTOR"], min_lr=cfg["MIN_LR"],
         warmup_epochs=cfg["WARMUP_EPOCHS"], scale_lr=cfg["SCALE_LR"],
         clip_norm=cfg["CLIP_NORM"], kinetic=cfg["REG"], jacobian=cfg["REG"],
-        jit_compile=cfg["JIT"])
+        jit_compile=cfg["JIT"], objective=cfg["OBJECTIVE"],
+        flow_matching=FlowMatching(cfg["SIGMA_MIN"], cfg["COUPLING"], cfg["OT_BLOCK"],
+                                   cfg["FM_DRAWS"]),
+        finetune_epochs=cfg["FINETUNE_EPOCHS"], finetune_lr=cfg["FINETUNE_LR"])

@@ -15,6 +15,8 @@
   optimizer, schedules, epoch, step and random state exactly.
 - SIGTERM (what SLURM sends before a time limit or preemption): finish the current step, save a
   checkpoint (mid-epoch if need be) and return with `result.stopped == "sigterm"`.
+- The objective: maximum likelihood, or flow matching for continuous flows (no ODE solve in
+  training; the validation figure stays the likelihood, with the training solver).
 - A NaN or infinite loss or gradient: roll back to the last checkpoint and lower the learning
   rate once (x `nan_lr_factor`); a second one raises `TrainingDiverged`.
 
@@ -41,6 +43,7 @@ from tensorflow.core.framework import summary_pb2
 
 from ..distributed.backend import Backend, SingleProcess
 from ..errors import TrainingDiverged
+from ..flows.flow_matching import OBJECTIVES, FlowMatching
 from ..train_step import make_apply, make_loss_and_grad
 from .checkpoint import CheckpointStore, RunLock, rank_target
 from .datasets import Batches
@@ -72,17 +75,46 @@ class TrainSettings:
     checkpoint_every_steps: int = 0  # also checkpoint within an epoch (0: at epoch ends only)
     restore_best: bool = True       # end with the best epoch's weights (else the last ones)
     time_budget_s: float | None = None  # stop after the epoch that exceeds this training time
+    objective: str = "max_likelihood"  # | flow_matching (continuous flows)
+    flow_matching: FlowMatching = field(default_factory=FlowMatching)  # its path and coupling
+    finetune_epochs: int = 0        # flow_matching: the last N epochs train by max likelihood
+    finetune_lr: float = 0.0        # the fine-tune's own peak lr (0: the schedule goes on)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if not 0 <= self.finetune_epochs <= self.max_epochs:
+            raise ValueError(f"finetune_epochs must be in [0, epochs = {self.max_epochs}], "
+                             f"got {self.finetune_epochs}")
+        if self.finetune_epochs and self.objective != "flow_matching":
+            raise ValueError("finetune_epochs is a maximum-likelihood fine-tune after "
+                             "flow_matching; it needs objective='flow_matching'")
+        if self.finetune_lr < 0:
+            raise ValueError(f"finetune_lr must be >= 0, got {self.finetune_lr}")
+
+    def objective_at(self, epoch: int) -> str:
+        """The objective of epoch `epoch` (from 0): the fine-tune's epochs are the last ones."""
+        if epoch >= self.max_epochs - self.finetune_epochs:
+            return "max_likelihood"
+        return self.objective
+
+    def finetune_starts(self, epoch: int) -> bool:
+        """True for the first epoch of a fine-tune with its own learning rate."""
+        return bool(self.finetune_epochs and self.finetune_lr
+                    and epoch == self.max_epochs - self.finetune_epochs)
 
     def scheduled_lr(self, base_lr: float, epoch: int, step: int, steps: int) -> float:
-        """The cosine schedules' learning rate at (epoch, step); `base_lr` otherwise."""
+        """The cosine schedules' learning rate at (epoch, step); `base_lr` otherwise. A
+        fine-tune with its own `finetune_lr` runs its own cosine over its epochs."""
+        start, length = 0, self.max_epochs
+        if self.finetune_lr and self.objective_at(epoch) != self.objective:
+            start, length = self.max_epochs - self.finetune_epochs, self.finetune_epochs
         if self.schedule == "cosine_epoch":
-            progress = epoch / max(self.max_epochs, 1)
+            progress = (epoch - start) / max(length, 1)
         elif self.schedule == "cosine_step":
-            progress = (epoch * steps + step) / max(self.max_epochs * steps, 1)
+            progress = ((epoch - start) * steps + step) / max(length * steps, 1)
         else:
             return base_lr
         return self.min_lr + 0.5 * (base_lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
@@ -125,7 +157,8 @@ class Trainer:
         self.backend.prepare(variables, self.optimizer)
         self.store = CheckpointStore(self.run_dir, flow, self.optimizer, warn=self.log)
         self.lock = RunLock(self.run_dir, warn=self.log)
-        self._step = self.backend.train_step(self._build_loss_and_grad(), self._build_apply())
+        self._apply = self._build_apply()
+        self._steps: dict[str, Callable] = {}  # objective -> step, built on first use
         self._val_nll = tf.function(
             lambda x, c=None: flow.loss(x, c, training=False)[1]["nll"],
             jit_compile=settings.jit_compile, reduce_retracing=True)
@@ -135,9 +168,21 @@ class Trainer:
         self._on_epoch = None
 
     # ----------------------------------------------------------------------------- pieces
-    def _build_loss_and_grad(self) -> Callable:
+    def _step_for(self, objective: str) -> Callable:
+        """The backend's training step for `objective` (the RNODE weights act in maximum
+        likelihood only, i.e. in a flow-matching run's fine-tune)."""
+        if objective not in self._steps:
+            self._steps[objective] = self.backend.train_step(
+                self._build_loss_and_grad(objective), self._apply)
+        return self._steps[objective]
+
+    def _build_loss_and_grad(self, objective: str) -> Callable:
         s = self.settings
-        return make_loss_and_grad(self.flow, s.kinetic, s.jacobian, s.jit_compile)
+        ml = objective == "max_likelihood"
+        return make_loss_and_grad(
+            self.flow, s.kinetic if ml else 0.0, s.jacobian if ml else 0.0, s.jit_compile,
+            objective=objective, flow_matching=s.flow_matching,
+            replica=(self.backend.rank, self.backend.size))
 
     def _build_apply(self) -> Callable:
         s = self.settings
@@ -239,6 +284,8 @@ class Trainer:
         elapsed = history["seconds"][-1] if history["seconds"] else 0.0
         stopped = "max_epochs"
         while epoch < s.max_epochs:
+            if s.finetune_starts(epoch) and start_step == 0:
+                lr = s.finetune_lr  # the fine-tune's schedule starts from its own peak
             bar = (tf_keras.utils.Progbar(steps, stateful_metrics=["lr", "nfe"],
                                           verbose=1 if sys.stdout.isatty() else 2)
                    if self.progress else None)
@@ -254,7 +301,7 @@ class Trainer:
                 self._set_lr(step_lr)
                 x, c = batch if train.conditional else (batch, None)
                 flow.reset_nfe()
-                loss, aux = self._step(x, c)
+                loss, aux = self._step_for(s.objective_at(epoch))(x, c)
                 loss_v, norm = float(loss), float(self.grad_norm.numpy())
                 if not (math.isfinite(loss_v) and math.isfinite(norm)):
                     raise _NonFinite(f"non-finite loss ({loss_v}) or gradient norm ({norm}) "
@@ -288,9 +335,13 @@ class Trainer:
                    "nfe_per_step": sums["nfe"] / max(sums["n"], 1)}
             for key in ("loss", "nll", "kinetic", "jacobian"):
                 row[key] = float(self.backend.mean(sums[key] / max(sums["n"], 1)))
+            fm_epoch = s.objective_at(epoch) == "flow_matching"
+            if fm_epoch:
+                row["nll"] = math.nan  # flow matching computes no likelihood while training
             for key in HISTORY_KEYS:
                 history[key].append(row[key])
-            monitored = row["nll"] if val is None else val_nll
+            train_figure = row["loss"] if fm_epoch else row["nll"]
+            monitored = train_figure if val is None else val_nll
             if not math.isfinite(monitored):
                 raise _NonFinite(f"non-finite validation loss at epoch {epoch + 1}")
             is_best, stop = stopper.update(monitored, epoch + 1)
@@ -300,7 +351,8 @@ class Trainer:
                 lr = plateau.update(monitored, lr)
             self._summaries(row)
             nfe = f"nfe/step {row['nfe_per_step']:.0f}  " if row["nfe_per_step"] else ""
-            shown = f"nll {row['nll']:.4f}" if val is None else f"val_nll {val_nll:.4f}"
+            shown = (f"val_nll {val_nll:.4f}" if val is not None else
+                     "" if fm_epoch else f"nll {row['nll']:.4f}")
             self.log(f"epoch {epoch + 1}: loss {row['loss']:.4f}  {shown}  "
                      f"lr {row['lr']:.2e}  {nfe}{elapsed:.1f}s" + ("  (best)" if is_best else ""))
             epoch, start_step, sums = epoch + 1, 0, _empty_sums()
