@@ -9,10 +9,15 @@ measured the same way: exact trace, Dormand-Prince at atol = rtol = 1e-5, on hel
   with TFP's adjoint gradients, Hutchinson (Gaussian) trace, plain tf.function, batch 256,
   Adam 1e-2, 20 epochs of 8192 points.
 - ablations, one change at a time towards the default (what each buys);
-- default: the project's configuration (ffjord_kit.toys.tutorial_part1.Part1Settings).
+- default: the project's maximum-likelihood configuration (Part1Settings' defaults);
+- flow matching: Part 1's flow-matching recipe (tutorial_part1.RECIPES) for the whole budget,
+  and for its flow-matching epochs followed by its maximum-likelihood fine-tune until the
+  budget ends (what `toy_ffjord.py` runs by default).
 
 Printed: seconds per step, function evaluations per step, time to reach the stock run's final
-test NLL, and the test NLL after the stock run's wall-clock budget; the last line is JSON.
+test NLL, the test NLL and the paired KL to the exact density after the stock run's wall-clock
+budget, and the adaptive solver's function evaluations to sample; the load average at start and
+end; the last line is JSON.
 """
 
 from __future__ import annotations
@@ -20,14 +25,18 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
+from machine_load import load_record
 
 from ffjord_kit.flows.continuous import ContinuousFlow, FlowConfig
-from ffjord_kit.toys.moons import moons_entropy, sample_moons
-from ffjord_kit.toys.tutorial_part1 import Part1Settings
+from ffjord_kit.flows.flow_matching import FlowMatching
+from ffjord_kit.toys.moons import moons_entropy, moons_log_density, sample_moons
+from ffjord_kit.toys.tutorial_part1 import Part1Settings, part1_settings
 from ffjord_kit.train_step import make_apply, make_loss_and_grad
 
 EVAL = {"eval_solver": "dopri5", "eval_trace": "exact",
@@ -56,58 +65,128 @@ def default_config(**override) -> tuple[FlowConfig, dict]:
 
 
 def test_nll(flow, x_test) -> float:
-    return float(-np.mean(np.concatenate(
-        [flow.log_prob(x_test[i:i + 2048]).numpy() for i in range(0, len(x_test), 2048)])))
+    return float(-np.mean(batched_log_prob(flow, x_test)))
+
+
+def batched_log_prob(flow, x) -> np.ndarray:
+    return np.concatenate([flow.log_prob(x[i:i + 2048]).numpy() for i in range(0, len(x), 2048)])
+
+
+def paired_kl(flow, x_test, log_true) -> tuple[float, float]:
+    """KL(p || q) estimated on the test points: mean(log p - log q) and its standard error."""
+    diff = log_true - batched_log_prob(flow, x_test)
+    return float(diff.mean()), float(diff.std() / np.sqrt(len(diff)))
+
+
+def sampling_nfe(flow, n: int = 512) -> int:
+    """Function evaluations of the adaptive solver to draw n samples (exact log-det along)."""
+    flow.reset_nfe()
+    flow.to_data(np.random.default_rng(7).standard_normal((n, 2)).astype(np.float32))
+    return flow.nfe
+
+
+@dataclass
+class Phase:
+    """One stretch of training: a compiled step, its batch, learning-rate peak and how long
+    it runs (max_steps and/or until the run's budget). The learning rate decays by cosine to
+    5% over the phase's steps, or over its share of the budget when only time bounds it."""
+
+    loss_and_grad: Callable
+    lr: float
+    batch: int
+    max_steps: int = 10**9
+    clip: float | None = 1.0
+    cosine: bool = True
+    eval_every_steps: int | None = None  # until the target is reached; else the clock's
+
+
+def run_phases(name, flow, phases, x, x_test, budget_s, n_evals, target=None,
+               stop_at_target=False, log=print) -> dict:
+    """Train through `phases` until `budget_s` seconds of training; evaluate the test NLL on
+    a clock schedule (n_evals over the budget) or every `eval_every_steps` of a phase."""
+    rng = np.random.default_rng(0)
+    clock, step, step_times, nfes, curve, reached = 0.0, 0, [], [], [], None
+    every = budget_s / n_evals
+    next_eval = every
+    for phase in phases:
+        opt = tf_keras.optimizers.Adam(phase.lr)
+        apply = make_apply(opt, flow.trainable_variables, phase.clip)
+        p_start, p_step = clock, 0
+        bounded_by_steps = phase.max_steps < 10**9
+        while clock < budget_s and p_step < phase.max_steps:
+            if phase.cosine:
+                frac = (p_step / phase.max_steps if bounded_by_steps else
+                        (clock - p_start) / max(budget_s - p_start, 1e-9))
+                opt.learning_rate = phase.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * frac)))
+            idx = rng.integers(0, len(x), phase.batch)
+            flow.reset_nfe()
+            t0 = time.perf_counter()
+            _, _, grads = phase.loss_and_grad(tf.constant(x[idx]))
+            apply(grads)
+            dt = time.perf_counter() - t0
+            clock, step, p_step = clock + dt, step + 1, p_step + 1
+            step_times.append((phase, dt))
+            nfes.append(flow.nfe)
+            # Fine evaluation (every eval_every_steps) until the target is reached, then
+            # the clock schedule.
+            fine = phase.eval_every_steps and reached is None
+            due = p_step % phase.eval_every_steps == 0 if fine else clock >= next_eval
+            last = clock >= budget_s or p_step == phase.max_steps
+            if due or last:
+                nll = test_nll(flow, x_test)
+                curve.append((clock, step, nll))
+                log(f"  {name:34s} step {step:5d}  {clock:7.1f}s  test NLL {nll:.4f}")
+                while next_eval <= clock:
+                    next_eval += every
+                if target is not None and reached is None and nll <= target:
+                    reached = clock
+                    if stop_at_target:
+                        return _summary(name, flow, step, clock, step_times, nfes, curve,
+                                        reached, phases)
+    return _summary(name, flow, step, clock, step_times, nfes, curve, reached, phases)
+
+
+def _summary(name, flow, steps, clock, step_times, nfes, curve, reached, phases) -> dict:
+    first = [dt for p, dt in step_times if p is phases[0]]
+    steady = first[2:] or first
+    return {"name": name, "flow": flow, "steps": steps, "train_seconds": clock,
+            "first_step_seconds": first[0], "median_step_seconds": float(np.median(steady)),
+            "nfe_per_step": float(np.median(nfes)), "final_test_nll": curve[-1][2],
+            "seconds_to_target": reached, "curve": curve}
 
 
 def train_timed(name, cfg, tr, x, x_test, budget_s, max_steps, n_evals, target=None,
                 stop_at_target=False, log=print) -> dict:
-    """Train until `budget_s` seconds of training or `max_steps`; evaluate `n_evals` times."""
+    """One maximum-likelihood phase with the row's settings (stock, ablations, default)."""
     flow = ContinuousFlow(cfg)
-    # Cosine decay to 5% over the run: over the steps when only steps bound it, else over the
-    # wall-clock budget (the learning rate is set from the elapsed training time each step).
-    timed_cosine = tr["cosine"] and np.isfinite(budget_s)
-    lr = (tf_keras.optimizers.schedules.CosineDecay(tr["lr"], max_steps, alpha=0.05)
-          if tr["cosine"] and not timed_cosine else tr["lr"])
-    opt = tf_keras.optimizers.Adam(lr)
-    loss_and_grad = make_loss_and_grad(flow, tr["reg"], tr["reg"], tr["jit"])
-    apply = make_apply(opt, flow.trainable_variables, tr["clip"])
-    rng = np.random.default_rng(0)
-    clock, step, step_times, nfes, curve = 0.0, 0, [], [], []
-    # Evaluate on a clock schedule, or on a step schedule when only steps bound the run.
+    # Stock: constant learning rate for max_steps; the others: cosine over the budget.
+    phase = Phase(make_loss_and_grad(flow, tr["reg"], tr["reg"], tr["jit"]), tr["lr"],
+                  tr["batch"], max_steps=max_steps, clip=tr["clip"], cosine=tr["cosine"])
     by_steps = not np.isfinite(budget_s)
-    every = (max_steps if by_steps else budget_s) / n_evals
-    next_eval = every
-    reached = None
-    while clock < budget_s and step < max_steps:
-        idx = rng.integers(0, len(x), tr["batch"])
-        if timed_cosine:
-            frac = min(clock / budget_s, 1.0)
-            opt.learning_rate = tr["lr"] * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * frac)))
-        flow.reset_nfe()
-        t0 = time.perf_counter()
-        _, _, grads = loss_and_grad(tf.constant(x[idx]))
-        apply(grads)
-        dt = time.perf_counter() - t0
-        clock += dt
-        step += 1
-        step_times.append(dt)
-        nfes.append(flow.nfe)
-        if (step if by_steps else clock) >= next_eval or clock >= budget_s \
-                or step == max_steps:
-            nll = test_nll(flow, x_test)
-            curve.append((clock, step, nll))
-            log(f"  {name:28s} step {step:5d}  {clock:7.1f}s  test NLL {nll:.4f}")
-            next_eval += every
-            if target is not None and reached is None and nll <= target:
-                reached = clock
-                if stop_at_target:
-                    break
-    steady = step_times[2:] or step_times
-    return {"name": name, "steps": step, "train_seconds": clock,
-            "first_step_seconds": step_times[0], "median_step_seconds": float(np.median(steady)),
-            "nfe_per_step": float(np.median(nfes)), "final_test_nll": curve[-1][2],
-            "seconds_to_target": reached, "curve": curve}
+    if by_steps:
+        phase.eval_every_steps = max(max_steps // n_evals, 1)
+        budget_s = float("inf")
+    return run_phases(name, flow, [phase], x, x_test, budget_s, n_evals, target,
+                      stop_at_target, log)
+
+
+def flow_matching_row(name, x, x_test, budget_s, n_evals, target, fm_steps=None, log=print
+                      ) -> dict:
+    """Flow matching with Part 1's recipe (ffjord_kit.toys.tutorial_part1.RECIPES), for the
+    whole budget (fm_steps None) or for fm_steps steps followed by its maximum-likelihood
+    fine-tune (RK4, exact trace, RNODE) for the rest of the budget."""
+    s = part1_settings("flow_matching")
+    cfg = s.flow_config().to_dict()
+    cfg.update(EVAL)
+    flow = ContinuousFlow(FlowConfig(**cfg))
+    fm = make_loss_and_grad(flow, jit_compile=True, objective="flow_matching",
+                            flow_matching=FlowMatching(s.sigma_min, s.coupling, draws=s.draws))
+    phases = [Phase(fm, s.lr, s.batch_size, eval_every_steps=250,
+                    **({"max_steps": fm_steps} if fm_steps else {}))]
+    if fm_steps:
+        ml = make_loss_and_grad(flow, s.kinetic, s.jacobian, jit_compile=True)
+        phases.append(Phase(ml, s.finetune_lr, s.batch_size))
+    return run_phases(name, flow, phases, x, x_test, budget_s, n_evals, target, log=log)
 
 
 def main() -> None:
@@ -117,14 +196,21 @@ def main() -> None:
     p.add_argument("--n_train", "--n-train", type=int, default=8192)
     p.add_argument("--n_test", "--n-test", type=int, default=4096)
     p.add_argument("--evals", type=int, default=20, help="test evaluations per run")
+    p.add_argument("--fm_steps", "--fm-steps", type=int, default=None,
+                   help="flow-matching steps before the fine-tune (default: Part 1's recipe)")
     p.add_argument("--ablations", action="store_true",
                    help="also time the one-change-at-a-time configurations")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes")
     a = p.parse_args()
+    load_start = load_record("start")
+    recipe = part1_settings("flow_matching")
+    steps_per_epoch = a.n_train // recipe.batch_size
+    fm_steps = a.fm_steps or (recipe.epochs - recipe.finetune_epochs) * steps_per_epoch
     if a.quick:
-        a.stock_epochs, a.n_train, a.n_test, a.evals = 1, 512, 256, 2
+        a.stock_epochs, a.n_train, a.n_test, a.evals, fm_steps = 1, 512, 256, 2, 20
     x = sample_moons(a.n_train, seed=0)
     x_test = sample_moons(a.n_test, seed=1)
+    log_true = moons_log_density(x_test)
     entropy = moons_entropy(n=4000 if a.quick else 40_000)[0]
 
     stock_steps = a.stock_epochs * (a.n_train // 256)
@@ -150,44 +236,59 @@ def main() -> None:
             runs.append(train_timed(name, cfg, tr, x, x_test, budget, 10**9, a.evals, target,
                                     stop_at_target=True))
     cfg, tr = default_config()
-    default = train_timed("default", cfg, tr, x, x_test, budget, 10**9, a.evals, target)
-    runs.append(default)
+    default = train_timed("max likelihood (default path)", cfg, tr, x, x_test, budget, 10**9,
+                          a.evals, target)
+    fm_only = flow_matching_row("flow matching", x, x_test, budget, a.evals, target)
+    fm_ft = flow_matching_row(f"flow matching {fm_steps} + ML fine-tune", x, x_test, budget,
+                              a.evals, target, fm_steps=fm_steps)
+    runs += [default, fm_only, fm_ft]
+    for r in [stock, default, fm_only, fm_ft]:
+        r["kl"], r["kl_err"] = paired_kl(r["flow"], x_test, log_true)
+        r["sampling_nfe"] = sampling_nfe(r["flow"])
+    load_end = load_record("end")
 
     print()
-    print(f"{'configuration':30s} {'s/step':>8s} {'1st step s':>10s} {'NFE/step':>9s} "
-          f"{'steps':>6s} {'s to target':>11s} {'NLL@budget':>10s}")
+    print(f"{'configuration':38s} {'s/step':>7s} {'1st s':>6s} {'NFE/st':>6s} {'steps':>6s} "
+          f"{'s to target':>11s} {'speedup':>7s} {'NLL@budget':>10s} {'KL@budget':>16s} "
+          f"{'sample NFE':>10s}")
     for r in runs:
-        tt = "-" if r["seconds_to_target"] is None else f"{r['seconds_to_target']:.1f}"
-        if r is stock:
-            tt = f"{stock['train_seconds']:.1f}"
-        print(f"{r['name']:30s} {r['median_step_seconds']:8.3f} {r['first_step_seconds']:10.1f} "
-              f"{r['nfe_per_step']:9.0f} {r['steps']:6d} {tt:>11s} {r['final_test_nll']:10.4f}")
-    to_target = default["seconds_to_target"]
-    speedup = stock["train_seconds"] / to_target if to_target else None
+        tt = r["seconds_to_target"] if r is not stock else stock["train_seconds"]
+        speed = "-" if tt is None else f"{stock['train_seconds'] / tt:.1f}x"
+        kl = f"{r['kl']:.4f}+-{r['kl_err']:.4f}" if "kl" in r else "-"
+        print(f"{r['name']:38s} {r['median_step_seconds']:7.4f} {r['first_step_seconds']:6.1f} "
+              f"{r['nfe_per_step']:6.0f} {r['steps']:6d} "
+              f"{'-' if tt is None else f'{tt:.1f}':>11s} {speed:>7s} "
+              f"{r['final_test_nll']:10.4f} {kl:>16s} {r.get('sampling_nfe', '-'):>10}")
     print(f"\nstock budget {budget:.1f}s, target NLL {target:.4f} nats; true entropy "
-          f"{entropy:.4f} nats")
-    print(f"ratios default/stock: seconds per step "
-          f"{default['median_step_seconds'] / stock['median_step_seconds']:.3f}, NFE per step "
-          f"{default['nfe_per_step'] / stock['nfe_per_step']:.3f}")
-    if speedup:
-        print(f"time-to-target speedup: {speedup:.1f}x")
-    else:
-        print("default did not reach the stock NLL within the budget")
+          f"{entropy:.4f} nats; KL: paired estimate on the {a.n_test} test points; sample NFE:"
+          f" adaptive-solver evaluations for 512 samples; s/step of the first phase")
+
+    def speedup(r):
+        return None if not r["seconds_to_target"] else \
+            round(stock["train_seconds"] / r["seconds_to_target"], 2)
+
+    def row(r):
+        return {"s_per_step": round(r["median_step_seconds"], 4),
+                "s_to_stock_nll": None if r["seconds_to_target"] is None
+                else round(r["seconds_to_target"], 2),
+                "speedup_to_stock_nll": speedup(r),
+                "test_nll_at_stock_budget": round(r["final_test_nll"], 4),
+                "kl_at_stock_budget": round(r["kl"], 4), "kl_stat_error": round(r["kl_err"], 4),
+                "sampling_nfe": r["sampling_nfe"]}
+
     print(json.dumps({
-        "speedup_to_stock_nll": None if speedup is None else round(speedup, 2),
         "stock_seconds": round(stock["train_seconds"], 1),
-        "default_seconds_to_stock_nll": None if to_target is None else round(to_target, 1),
         "stock_final_test_nll": round(target, 4),
-        "default_test_nll_at_stock_budget": round(default["final_test_nll"], 4),
-        "default_kl_at_stock_budget": round(default["final_test_nll"] - entropy, 4),
-        "step_time_ratio": round(default["median_step_seconds"] /
-                                 stock["median_step_seconds"], 3),
-        "nfe_per_step_stock": stock["nfe_per_step"],
-        "nfe_per_step_default": default["nfe_per_step"],
+        "speedup_to_stock_nll": speedup(default),
+        "fm_speedup_to_stock_nll": speedup(fm_only),
+        "fm_finetune_kl_at_stock_budget": round(fm_ft["kl"], 4),
+        "stock": row(stock), "default": row(default), "flow_matching": row(fm_only),
+        "flow_matching_finetune": row(fm_ft),
         "ablations": {r["name"]: {"s_per_step": round(r["median_step_seconds"], 4),
                                   "nfe_per_step": r["nfe_per_step"],
                                   "s_to_target": r["seconds_to_target"]}
-                      for r in runs[1:-1]},
+                      for r in runs[1:-3]},
+        "load_start": load_start, "load_end": load_end,
     }))
 
 

@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
+
+from machine_load import load_record
 
 from ffjord_kit.distributed import horovod_available
 from ffjord_kit.distributed.local_launch import launch_local
@@ -78,18 +79,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.steps, args.batch_per_rank, args.hidden, args.models = 6, 64, [16, 16], ["moon"]
         args.jets_rows = 8192
     return args
-
-
-def load_record(when: str) -> dict:
-    """The load average now, and whether it makes this a loaded machine (> 0.5 per core)."""
-    load1, load5, _ = os.getloadavg()
-    cores = os.cpu_count() or 1
-    loaded = load1 > 0.5 * cores
-    note = ("  LOADED: figures distorted" if loaded else "  (quiet)") if when == "start" \
-        else "  (includes this benchmark's processes)"
-    print(f"load average at {when}: {load1:.2f} (1 min), {load5:.2f} (5 min) on {cores} cores"
-          + note)
-    return {"load1": load1, "load5": load5, "cores": cores, "loaded": loaded}
 
 
 def launch(backend: str, ranks: int, argv: list[str], what: str, timeout_s: float) -> bool:
