@@ -97,7 +97,11 @@ SCHEMA: dict[str, Key] = {
     "DATA_FILE": Key("str", "gamma.hdf5",
                       "data file name inside --data_folder (calorimeter; CaloGAN's name)"),
     "UNIT_SCALE": Key("float", 1e-3, "GeV per voxel unit in the HDF5 file (calorimeter)"),
+    "READOUT_MEV": Key("float", 0.0, "calorimeter: generated voxels below this read 0 (the "
+                                     "detector's threshold; 0.5 for the synthetic photons)"),
     "FINAL_TIME": Key("float", 1.0, "integration time of each FFJORD block"),
+    "TIME_BUDGET_S": Key("float", 0.0, "stop after the epoch in which training time passes "
+                                       "this many seconds (0: off)"),
     "OBJECTIVE": Key("str", "max_likelihood",
                      "training objective: max_likelihood | flow_matching (no ODE solve)"),
     "SIGMA_MIN": Key("float", 0.0, "flow matching: width of the path's end around the data"),
@@ -287,7 +291,7 @@ def _check_semantics(v: dict, where: str) -> None:
     for key in ("LR", "ATOL", "RTOL", "EVAL_ATOL", "EVAL_RTOL", "FINAL_TIME", "UNIT_SCALE"):
         if v[key] <= 0:
             raise bad(key, f"must be > 0, got {v[key]}")
-    for key in ("REG", "CLIP_NORM", "MIN_LR", "FINETUNE_LR"):
+    for key in ("REG", "CLIP_NORM", "MIN_LR", "FINETUNE_LR", "READOUT_MEV", "TIME_BUDGET_S"):
         if v[key] < 0:
             raise bad(key, f"must be >= 0, got {v[key]}")
     if not 0 <= v["DROPOUT"] < 1:

@@ -17,16 +17,27 @@ from pathlib import Path
 from ffjord_kit.cli_args import int_list, positive_float, positive_int
 from ffjord_kit.errors import run_cli
 from ffjord_kit.fileio import ensure_writable_dir
-from ffjord_kit.toys.tutorial_part2 import Part2Settings, quick_settings, run, summary_lines
+from ffjord_kit.flows.flow_matching import OBJECTIVES
+from ffjord_kit.toys.tutorial_part2 import (
+    Part2Settings,
+    part2_settings,
+    quick_settings,
+    run,
+    summary_lines,
+)
 
 
 def main() -> int:
     d = Part2Settings()
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--objective", choices=OBJECTIVES, default="max_likelihood",
+                   help="max_likelihood: FFJORD's likelihood through ODE solves; "
+                        "flow_matching: straight-path regression, then a likelihood fine-tune")
     p.add_argument("--epochs", type=positive_int, default=None,
-                   help=f"training epochs of both flows (default: discrete {d.discrete_epochs},"
-                        f" continuous {d.continuous_epochs})")
+                   help=f"training epochs of both flows (default: the objective's recipe; "
+                        f"max_likelihood: discrete {d.discrete_epochs}, continuous "
+                        f"{d.continuous_epochs})")
     p.add_argument("--n_fits", "--n-fits", type=positive_int, default=d.n_fits,
                    help="known draws fitted one by one")
     p.add_argument("--n_joint", "--n-joint", type=positive_int, default=d.n_joint,
@@ -36,7 +47,8 @@ def main() -> int:
     p.add_argument("--fit_steps", "--fit-steps", type=int, default=d.fit_steps,
                    help="Adam steps per fit before Newton polishing")
     p.add_argument("--batch_size", "--batch-size", type=positive_int, default=d.batch_size)
-    p.add_argument("--lr", type=positive_float, default=d.lr, help="peak Adam learning rate")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="peak Adam learning rate (default: the objective's recipe)")
     p.add_argument("--hidden", type=int_list, default=d.hidden,
                    help="hidden layer widths of each block's MLP, comma separated")
     p.add_argument("--stacked", type=positive_int, default=d.stacked, help="FFJORD blocks")
@@ -52,17 +64,19 @@ def main() -> int:
     if a.fit_steps < 0:
         p.error("--fit-steps must be >= 0")
     overrides = dict(n_fits=a.n_fits, n_joint=a.n_joint, starts=a.starts,
-                     fit_steps=a.fit_steps, batch_size=a.batch_size, lr=a.lr, hidden=a.hidden,
+                     fit_steps=a.fit_steps, batch_size=a.batch_size, hidden=a.hidden,
                      stacked=a.stacked, rk4_steps=a.rk4_steps, jit_compile=not a.no_jit,
                      seed=a.seed)
+    if a.quick:  # only flags changed from their defaults override the smoke sizes
+        overrides = {k: v for k, v in overrides.items() if v != getattr(d, k)}
     if a.epochs is not None:
         overrides.update(discrete_epochs=a.epochs, continuous_epochs=a.epochs)
-    if a.quick:  # only flags changed from their defaults override the smoke sizes
-        changed = {k: v for k, v in overrides.items()
-                   if k.endswith("_epochs") or v != getattr(d, k)}
-        settings = quick_settings(**changed)
-    else:
-        settings = Part2Settings(**overrides)
+    if a.lr is not None:
+        overrides["lr"] = a.lr
+    try:
+        settings = (quick_settings if a.quick else part2_settings)(a.objective, **overrides)
+    except ValueError as exc:
+        p.error(str(exc))
     out = ensure_writable_dir(a.out)
     answers = run(settings, out)
     for line in summary_lines(answers):

@@ -69,6 +69,17 @@ class ShowerSet:
         """Per-layer deposited energy, (N, 3), GeV."""
         return np.stack([layer.sum(axis=(1, 2)) for layer in self.layers], axis=1)
 
+    def with_readout_threshold(self, threshold_gev: float) -> ShowerSet:
+        """The showers with every voxel below `threshold_gev` read as 0 (a detector's cell
+        readout threshold; the synthetic photons have 0.5 MeV = 5e-4 GeV). A flow leaves small
+        deposits where the detector reads nothing: this applies the same cut to its samples."""
+        if threshold_gev < 0:
+            raise ValueError(f"threshold must be >= 0 GeV, got {threshold_gev}")
+        layers = tuple(np.where(layer < threshold_gev, 0.0, layer).astype(layer.dtype)
+                       for layer in self.layers)
+        return ShowerSet(energy=self.energy, layers=layers, overflow=self.overflow,
+                         info={**self.info, "readout_threshold_gev": threshold_gev})
+
     def subset(self, index: np.ndarray | slice) -> ShowerSet:
         """The showers selected by `index` (a slice, integer or boolean array)."""
         return ShowerSet(

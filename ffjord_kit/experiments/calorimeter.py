@@ -61,6 +61,8 @@ def report(flow, cfg: Config, prepared: Prepared, out: Path, quick: bool, seed: 
     condition = prepared.test.condition
     features = make_sampler(flow)(len(condition), condition, seed=seed)
     generated = postprocess(features, condition)
+    if cfg["READOUT_MEV"] > 0:
+        generated = generated.with_readout_threshold(cfg["READOUT_MEV"] * 1e-3)
     np.savez(out / "samples.npz", features=features, condition=condition)
     rep = write_calorimeter_report(reference, generated, out / "calorimeter_report", seed=seed,
                                    with_auc=not quick, per_observable_plots=not quick)

@@ -20,6 +20,7 @@ from .. import inference as inf
 from ..fileio import write_json
 from ..fit import FitSettings, fit
 from ..flows.continuous import ContinuousFlow, FlowConfig
+from ..flows.flow_matching import FlowMatching
 from . import plots_conditional as plots
 from .gaussians import AnalyticShiftedGaussianModel, ShiftedGaussian, TwoGaussians
 
@@ -59,8 +60,12 @@ class Part2Settings:
     likelihood_rk4_steps: int = 8  # RK4 steps of the inference likelihood
     batch_size: int = 512
     lr: float = 5e-3
-    reg: float = 0.01  # RNODE kinetic and Jacobian weights
+    reg: float = 0.01  # RNODE kinetic and Jacobian weights (maximum-likelihood epochs)
     jit_compile: bool = True
+    objective: str = "max_likelihood"  # | flow_matching (both models)
+    draws: int = 1  # flow matching: path samples per data point and step
+    finetune_share: float = 0.0  # flow matching: share of each model's epochs by likelihood
+    finetune_lr: float = 0.0  # the fine-tune's own peak learning rate
     seed: int = 0
     n_plot: int = 2000
     curve_events: int = 4
@@ -75,20 +80,44 @@ class Part2Settings:
             eval_solver_kwargs={"atol": 1e-5, "rtol": 1e-5, "max_steps": 2000},
             eval_trace="exact", seed=self.seed + seed_offset)
 
+    def __post_init__(self) -> None:
+        for epochs in (self.discrete_epochs, self.continuous_epochs):
+            self.fit_settings(epochs).train_settings()  # the Trainer's checks, before any work
+
     def fit_settings(self, epochs: int) -> FitSettings:
+        finetune = (max(1, round(self.finetune_share * epochs))
+                    if self.finetune_share > 0 else 0)
         return FitSettings(epochs=epochs, batch_size=self.batch_size, lr=self.lr,
                            kinetic=self.reg, jacobian=self.reg, jit_compile=self.jit_compile,
-                           seed=self.seed)
+                           seed=self.seed, objective=self.objective,
+                           flow_matching=FlowMatching(draws=self.draws),
+                           finetune_epochs=finetune, finetune_lr=self.finetune_lr)
 
 
-def quick_settings(**overrides) -> Part2Settings:
+# Each objective's recipe on top of the dataclass defaults (docs/walkthrough_part2.md).
+# Flow matching: a high learning rate with 4 path samples per point, then a third of the
+# epochs by likelihood (the same split as Part 1's recipe).
+RECIPES: dict[str, dict] = {
+    "max_likelihood": {},
+    "flow_matching": dict(objective="flow_matching", draws=4, lr=2e-2, finetune_lr=2e-3,
+                          finetune_share=0.4, discrete_epochs=40, continuous_epochs=60),
+}
+
+
+def part2_settings(objective: str = "max_likelihood", **overrides) -> Part2Settings:
+    """The recipe of `objective` (RECIPES) with `overrides` on top."""
+    if objective not in RECIPES:
+        raise ValueError(f"objective must be one of {sorted(RECIPES)}, got {objective!r}")
+    return Part2Settings(**{**RECIPES[objective], **overrides})
+
+
+def quick_settings(objective: str = "max_likelihood", **overrides) -> Part2Settings:
     """A smoke run (well under a minute of work): tiny data, few epochs and fits."""
     base = dict(n_per_class=1024, n_test_per_class=512, discrete_epochs=2, n_continuous=2048,
                 continuous_epochs=3, n_fits=40, n_joint=200, starts=2, fit_steps=30,
                 hidden=(16, 16), rk4_steps=4, likelihood_rk4_steps=4, n_plot=200,
                 curve_events=2, jit_compile=False)
-    base.update(overrides)
-    return Part2Settings(**base)
+    return part2_settings(objective, **{**base, **overrides})
 
 
 def _train(flow: ContinuousFlow, x, c, s: Part2Settings, epochs: int, log) -> dict:

@@ -51,4 +51,5 @@ def train_settings_from(cfg: Config) -> TrainSettings:
         jit_compile=cfg["JIT"], objective=cfg["OBJECTIVE"],
         flow_matching=FlowMatching(cfg["SIGMA_MIN"], cfg["COUPLING"], cfg["OT_BLOCK"],
                                    cfg["FM_DRAWS"]),
-        finetune_epochs=cfg["FINETUNE_EPOCHS"], finetune_lr=cfg["FINETUNE_LR"])
+        finetune_epochs=cfg["FINETUNE_EPOCHS"], finetune_lr=cfg["FINETUNE_LR"],
+        time_budget_s=cfg["TIME_BUDGET_S"] or None)
