@@ -5,8 +5,10 @@ maximum likelihood and by flow matching, for the same wall-clock budget of train
 
 Every run is `train_parallel.py --model_name digits` (configs/config_digits.json) with
 overrides: BACKBONE, OBJECTIVE, TIME_BUDGET_S (MAXEPOCH raised so the budget ends the run,
-early stopping off); bits/dim come from the run's own report (exact trace, Dormand-Prince,
-the preprocessing's Jacobian included; held-out digits). Prints the table and, last, JSON.
+early stopping off; JIT off: XLA did not finish compiling the convolutional maximum-likelihood
+step within 10 minutes on this CPU); bits/dim come from the run's own report (exact trace,
+Dormand-Prince, the preprocessing's Jacobian included; held-out digits). Prints the table
+and, last, JSON.
 
     python benchmarks/bench_digits_objectives.py --budget_s 150 --out runs/digits_objectives
 """
@@ -44,7 +46,7 @@ def main() -> int:
             run_dir = a.out / f"{backbone}_{objective}"
             shutil.rmtree(run_dir, ignore_errors=True)
             overrides = {"BACKBONE": backbone, "OBJECTIVE": objective, "TIME_BUDGET_S": budget,
-                         "MAXEPOCH": 100_000, "EARLYSTOP": 0, **extra}
+                         "MAXEPOCH": 100_000, "EARLYSTOP": 0, "JIT": False, **extra}
             if a.quick:
                 overrides.update(MAX_EVENTS=300, NSAMPLES=9, EVAL_ATOL=1e-3, EVAL_RTOL=1e-3)
             opts = RunOptions(model_name="digits", run_dir=str(run_dir), progress=False,

@@ -198,3 +198,20 @@ def test_cli_bad_input_one_line_and_input_untouched(tmp_path):
 
 def test_chunking_constant_is_positive():
     assert calo.DEFAULT_CHUNK_EVENTS > 0 and calo.N_VOXELS == 504
+
+
+def test_readout_threshold_zeroes_small_voxels_only():
+    from ffjord_kit.calorimeter.synthetic import generate_showers
+
+    showers = generate_showers("gamma", 20, seed=3)
+    noisy = calo.ShowerSet(showers.energy, tuple(layer + 2e-4 for layer in showers.layers))
+    cut = noisy.with_readout_threshold(5e-4)
+    for before, after in zip(noisy.layers, cut.layers, strict=True):
+        assert np.all(after[before < 5e-4] == 0.0)
+        np.testing.assert_array_equal(after[before >= 5e-4], before[before >= 5e-4])
+    # The synthetic reference already has the 0.5 MeV threshold: nothing more to cut there.
+    same = showers.with_readout_threshold(5e-4)
+    for a, b in zip(showers.layers, same.layers, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=">= 0"):
+        showers.with_readout_threshold(-1.0)

@@ -106,6 +106,20 @@ def test_objective_is_checked():
         make_loss_and_grad(spline, objective="flow_matching")
 
 
+def test_toy_recipes_are_valid_and_one_flag_away():
+    from ffjord_kit.toys.tutorial_part1 import DEFAULT_OBJECTIVE, part1_settings
+    from ffjord_kit.toys.tutorial_part2 import part2_settings
+
+    assert DEFAULT_OBJECTIVE == "flow_matching"
+    fm, ml = part1_settings("flow_matching"), part1_settings("max_likelihood")
+    assert fm.finetune_epochs > 0 and ml.finetune_epochs == 0 and ml.objective == "max_likelihood"
+    assert fm.flow_config() == ml.flow_config()  # the same network either way
+    p2 = part2_settings("flow_matching")
+    assert p2.fit_settings(p2.continuous_epochs).train_settings().finetune_epochs == 24
+    with pytest.raises(ValueError, match="finetune_epochs"):
+        part1_settings("flow_matching", epochs=10)  # shorter than its fine-tune
+
+
 # ------------------------------------------------------------------------------- the coupling
 def test_ot_permutation_is_the_exact_assignment():
     rng = np.random.default_rng(3)
