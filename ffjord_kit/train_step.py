@@ -39,8 +39,7 @@ def make_loss_and_grad(flow, kinetic: float = 0.0, jacobian: float = 0.0,
 
     def loss_and_grad(x, condition=None, base=None):
         with tf.GradientTape() as tape:
-            loss, aux = flow.loss(x, condition, training=training, base=base, **options) \
-                if base is not None else flow.loss(x, condition, training=training, **options)
+            loss, aux = flow.loss(x, condition, training=training, base=base, **options)
         grads = tape.gradient(loss, variables)
         return loss, aux, grads
 

@@ -249,8 +249,8 @@ class ContinuousFlow(Flow):
         otherwise the RNODE integrals ride along in the same solves.
         flow_matching: the straight-path regression of `flow_matching.py` (no ODE solve);
         Each row of x meets `draws` path samples; `base` (draws * N, D) are the base draws
-        paired with the rows of x repeated `draws` times (e.g. by minibatch OT), drawn from the
-        flow's generator when None; `replica` = (rank, size) takes this rank's rows of draws
+        paired with the rows of x repeated `draws` times (e.g. by minibatch OT), drawn by
+        `draw_base` when None; `replica` = (rank, size) takes this rank's rows of draws
         made for the global batch (so ranks draw differently, and 2 ranks at batch B/2 draw
         what 1 rank at batch B does). Returns (loss, {"flow_matching": loss}).
         """
@@ -279,7 +279,8 @@ class ContinuousFlow(Flow):
         """n draws (n, D) from the base N(0, I), keyed on the flow's checkpointed counter.
 
         replica = (rank, size): every rank draws the global batch's n * size rows and keeps
-        rows rank, rank + size, ... (how the data are sharded), so the generators stay in step.
+        rows rank, rank + size, ... (how the data are sharded); every rank's counter stays in
+        step, and a checkpoint restores it.
         """
         rank, size = replica
         return tf.random.stateless_normal([n, size, self.config.dim],
