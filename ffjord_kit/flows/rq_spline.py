@@ -25,6 +25,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 DEFAULT_MIN_BIN_WIDTH = 1e-3
@@ -66,42 +67,55 @@ def num_spline_params(num_bins: int) -> int:
 
 
 class SplineKnots(NamedTuple):
-    """Knots of a batch of splines; all shaped [..., K + 1] (leading axes broadcast with x).
+    """The K bins of a batch of splines; every field shaped [..., K] (leading axes broadcast
+    with the inputs). Bin k spans [x[k], x[k] + width[k]] -> [y[k], y[k] + height[k]], with
+    slopes d_left[k], d_right[k] at its two knots (1 at -B and B, for the identity tails).
 
-    x: knot positions (x[..., 0] = -B, x[..., K] = B); y: knot values (same end points);
-    d: slopes at the knots (d[..., 0] = d[..., K] = 1 for the identity tails).
+    Widths and heights are kept per bin rather than as differences of accumulated knots: a
+    difference of two knots near B loses the bin's relative precision in float32.
     """
 
     x: tf.Tensor
+    width: tf.Tensor
     y: tf.Tensor
-    d: tf.Tensor
+    height: tf.Tensor
+    d_left: tf.Tensor
+    d_right: tf.Tensor
 
 
-def _knot_positions(unnormalized: tf.Tensor, min_size: float, tail_bound: float) -> tf.Tensor:
-    """Softmax bin sizes with a floor, accumulated into K + 1 knots spanning [-B, B] exactly."""
+def _bins(unnormalized: tf.Tensor, min_size: float, tail_bound: float
+          ) -> tuple[tf.Tensor, tf.Tensor]:
+    """Softmax bin sizes with a floor -> (left edges [..., K], sizes [..., K]) on [-B, B].
+
+    The left edges are an exclusive cumulative sum written as one matmul with a strictly
+    upper-triangular matrix of ones: a dense kernel on the CPU (tf.cumsum over a short last
+    axis is several times slower) and under XLA (which lowers cumsum to an O(K^2) window
+    reduction). Its first column is zero, so the first edge is exactly -B.
+    """
     num_bins = unnormalized.shape[-1]
     sizes = tf.nn.softmax(unnormalized, axis=-1)
-    sizes = min_size + (1.0 - min_size * num_bins) * sizes
-    cum = tf.math.cumsum(sizes, axis=-1)
-    inner = 2.0 * tail_bound * cum[..., :-1] - tail_bound
-    lo = tf.fill(tf.shape(cum[..., :1]), tf.constant(-tail_bound, unnormalized.dtype))
-    # Pin both end points: the cumsum's last entry is 1 only up to rounding.
-    return tf.concat([lo, inner, -lo], axis=-1)
+    sizes = (2.0 * tail_bound) * (min_size + (1.0 - min_size * num_bins) * sizes)
+    strictly_upper = tf.constant(np.triu(np.ones((num_bins, num_bins)), 1), sizes.dtype)
+    left = tf.tensordot(sizes, strictly_upper, axes=1) - tail_bound
+    return left, sizes
 
 
 def spline_knots(unnormalized: tf.Tensor, settings: SplineSettings) -> SplineKnots:
-    """Network outputs [..., 3K - 1] -> knots [..., K + 1] (see the module docstring layout)."""
+    """Network outputs [..., 3K - 1] -> bins [..., K] (see the module docstring layout)."""
     k = int(settings.num_bins)
     if unnormalized.shape[-1] != num_spline_params(k):
         raise ValueError(f"expected last axis {num_spline_params(k)} (3K - 1 for K = {k}), "
                          f"got {unnormalized.shape[-1]}")
-    w, h, d = unnormalized[..., :k], unnormalized[..., k:2 * k], unnormalized[..., 2 * k:]
-    kx = _knot_positions(w, settings.min_bin_width, settings.tail_bound)
-    ky = _knot_positions(h, settings.min_bin_height, settings.tail_bound)
+    # tf.split, not slicing: the gradient of a strided slice (StridedSliceGrad) is the
+    # slowest op of a CPU training step, that of a split a plain concat.
+    w, h, d = tf.split(unnormalized, [k, k, k - 1], axis=-1)
+    x, width = _bins(w, settings.min_bin_width, settings.tail_bound)
+    y, height = _bins(h, settings.min_bin_height, settings.tail_bound)
     inner_d = settings.min_derivative + tf.nn.softplus(d)
-    one = tf.ones_like(kx[..., :1])
-    kd = tf.concat([one, inner_d, one], axis=-1)
-    return SplineKnots(kx, ky, kd)
+    lead = [[0, 0]] * (len(inner_d.shape) - 1)
+    d_left = tf.pad(inner_d, lead + [[1, 0]], constant_values=1.0)
+    d_right = tf.pad(inner_d, lead + [[0, 1]], constant_values=1.0)
+    return SplineKnots(x, width, y, height, d_left, d_right)
 
 
 class _Bin(NamedTuple):
@@ -113,37 +127,36 @@ class _Bin(NamedTuple):
     d_kp1: tf.Tensor
 
 
-def _locate(v: tf.Tensor, edges: tf.Tensor, knots: SplineKnots) -> _Bin:
-    """Gather the bin of each clipped value `v` [...] among `edges` [..., K + 1]."""
-    num_bins = edges.shape[-1] - 1
-    # Count the interior knots at or below v: O(K) compares, but vectorised and branch-free
-    # (the same choice as nflows); values at the right end point land in the last bin.
-    idx = tf.reduce_sum(tf.cast(v[..., None] >= edges[..., 1:-1], tf.int32), axis=-1)
-    idx = tf.minimum(idx, num_bins - 1)[..., None]
-    rank = len(v.shape)
-
-    def take(t: tf.Tensor, offset: int = 0) -> tf.Tensor:
-        return tf.gather(t, idx + offset, axis=-1, batch_dims=rank)[..., 0]
-
-    x_k, y_k, d_k = take(knots.x), take(knots.y), take(knots.d)
-    return _Bin(x_k, take(knots.x, 1) - x_k, y_k, take(knots.y, 1) - y_k, d_k, take(knots.d, 1))
-
-
-def _clip_and_locate(v: tf.Tensor, knots: SplineKnots,
+def _clip_and_locate(v: tf.Tensor, knots: SplineKnots, tail_bound: tf.Tensor,
                      on_y: bool) -> tuple[tf.Tensor, tf.Tensor, _Bin]:
-    """Broadcast knots to `v`, clip `v` into [-B, B] (so the spline branch stays finite for
-    any input) and find its bin among the x knots (forward) or y knots (inverse)."""
-    shape = tf.concat([tf.shape(v), tf.shape(knots.x)[-1:]], axis=0)
-    knots = SplineKnots(*(tf.broadcast_to(t, shape) for t in knots))
+    """Clip `v` [...] into [-B, B] (so the spline branch stays finite for any input) and pick
+    the parameters of its bin among the x edges (forward) or y edges (inverse).
+
+    The bin is a one-hot mask (left edges at or below v, minus the same shifted by one) and
+    each parameter a masked sum: O(K) like nflows' search, branch-free, and its gradient is
+    dense (a gather's gradient is a scatter, slow on the CPU).
+    """
     edges = knots.y if on_y else knots.x
-    lo, hi = edges[..., 0], edges[..., -1]
-    clipped = tf.clip_by_value(v, lo, hi)
-    return (v > lo) & (v < hi), clipped, _locate(clipped, edges, knots)
+    clipped = tf.clip_by_value(v, -tail_bound, tail_bound)
+    at_or_above = tf.cast(clipped[..., None] >= edges, v.dtype)  # [..., K], first entry 1
+    lead = [[0, 0]] * (len(at_or_above.shape) - 1)
+    one_hot = at_or_above - tf.pad(at_or_above[..., 1:], lead + [[0, 1]])
+
+    def pick(t: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_sum(one_hot * t, axis=-1)
+
+    b = _Bin(*(pick(t) for t in knots))
+    return (v > -tail_bound) & (v < tail_bound), clipped, b
+
+
+def _tail_bound(knots: SplineKnots) -> tf.Tensor:
+    """B, read off the bins: -x[0] (exact: the first left edge is -B)."""
+    return -knots.x[..., 0]
 
 
 def rq_spline_forward(x: tf.Tensor, knots: SplineKnots) -> tuple[tf.Tensor, tf.Tensor]:
-    """y = s(x) elementwise and log|ds/dx|; x [...], knots [..., K + 1]. Identity outside."""
-    inside, xc, b = _clip_and_locate(x, knots, on_y=False)
+    """y = s(x) elementwise and log|ds/dx|; x [...], bins [..., K]. Identity outside."""
+    inside, xc, b = _clip_and_locate(x, knots, _tail_bound(knots), on_y=False)
     s = b.h_k / b.w_k
     t = (xc - b.x_k) / b.w_k
     t1 = t * (1.0 - t)
@@ -156,7 +169,7 @@ def rq_spline_forward(x: tf.Tensor, knots: SplineKnots) -> tuple[tf.Tensor, tf.T
 
 def rq_spline_inverse(y: tf.Tensor, knots: SplineKnots) -> tuple[tf.Tensor, tf.Tensor]:
     """x = s^-1(y) elementwise and log|dx/dy| (= -log|ds/dx| at x). Identity outside [-B, B]."""
-    inside, yc, b = _clip_and_locate(y, knots, on_y=True)
+    inside, yc, b = _clip_and_locate(y, knots, _tail_bound(knots), on_y=True)
     s = b.h_k / b.w_k
     dy = yc - b.y_k
     slope_sum = b.d_kp1 + b.d_k - 2.0 * s

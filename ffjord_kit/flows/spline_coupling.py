@@ -95,8 +95,10 @@ class SplineCoupling(tf.Module):
         self._unsplit = tf.constant(np.argsort(np.concatenate([identity, transformed])), tf.int32)
         self.settings = config.spline_settings()
         self._n_t = len(transformed)
-        self._k = config.num_bins
-        self._width_scale = 1.0 / math.sqrt(config.hidden)
+        # Widths and heights scaled by 1/sqrt(hidden), slopes by 1: one multiply, no slices.
+        k = config.num_bins
+        self._param_scale = tf.constant(np.r_[np.full(2 * k, 1.0 / math.sqrt(config.hidden)),
+                                              np.ones(k - 1)], dtype)
         self.conditioner = ResidualConditioner(
             len(identity), config.context_features, self._n_t * self.settings.params_per_feature,
             config.hidden, config.num_blocks, config.activation, config.batch_norm,
@@ -106,9 +108,7 @@ class SplineCoupling(tf.Module):
     def _knots(self, x_id: tf.Tensor, condition: tf.Tensor, training: bool):
         params = self.conditioner(x_id, condition, training=training)
         params = tf.reshape(params, [-1, self._n_t, self.settings.params_per_feature])
-        k = self._k
-        params = tf.concat([params[..., :2 * k] * self._width_scale, params[..., 2 * k:]], -1)
-        return spline_knots(params, self.settings)
+        return spline_knots(params * self._param_scale, self.settings)
 
     def _apply(self, x: tf.Tensor, condition: tf.Tensor, training: bool, spline_fn):
         x_id = tf.gather(x, self._identity, axis=1)
