@@ -29,8 +29,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import tensorflow as tf
+import tf_keras
 
-from ..errors import ConditionError, UserError
+from ..errors import ConditionError, ConfigError, UserError
 from ..fileio import existing_dir, new_tmp_dir, replace_dir, write_json
 
 FLOW_FILE = "flow.json"
@@ -50,6 +51,29 @@ def register_family(cls: type[Flow]) -> type[Flow]:
     FAMILIES[cls.family] = cls
     _FAMILY_MODULES.setdefault(cls.family, cls.__module__)
     return cls
+
+
+# Precision of a flow's networks (its `precision` setting). "bfloat16" is Keras' mixed policy:
+# weights, optimizer state and checkpoints stay float32 (a model trained in one precision loads
+# in the other), the networks' matmuls and activations run in bfloat16; what the flow computes
+# around them (splines, ODE state, log-determinants, base density) stays in the flow's dtype.
+PRECISIONS = ("float32", "bfloat16")
+
+
+def network_dtype_policy(precision: str, dtype: tf.DType = tf.float32):
+    """The Keras dtype (policy) for a flow's networks: `dtype`'s name, or "mixed_bfloat16".
+
+    Raises ConfigError for an unknown precision, or bfloat16 with a flow dtype other than
+    float32 (float64 flows exist for exactness checks; mixing them with bfloat16 is a mistake).
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    dtype = tf.as_dtype(dtype)
+    if precision == "float32":
+        return dtype.name
+    if dtype != tf.float32:
+        raise ConfigError(f"precision 'bfloat16' needs a float32 flow, not {dtype.name}")
+    return tf_keras.mixed_precision.Policy("mixed_bfloat16")
 
 
 class Flow(tf.Module, abc.ABC):

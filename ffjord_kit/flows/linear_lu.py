@@ -65,6 +65,21 @@ class LULinear(tf.Module):
         upper = tf.scatter_nd(self._upper_idx, self.upper_entries, [d, d]) + tf.linalg.diag(diag)
         return lower, upper, diag
 
+    def weight_t(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(W^T [D, D], bias [D], log|det W|): z = x @ W^T + bias."""
+        lower, upper, diag = self._factors()
+        return (tf.transpose(tf.matmul(lower, upper)), tf.convert_to_tensor(self.bias),
+                tf.reduce_sum(tf.math.log(diag)))
+
+    def inverse_t(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """((W^-1)^T [D, D], bias [D], log|det W|): x = (z - bias) @ (W^-1)^T."""
+        lower, upper, diag = self._factors()
+        eye = tf.eye(self.features, dtype=diag.dtype)
+        inverse = tf.linalg.triangular_solve(
+            upper, tf.linalg.triangular_solve(lower, eye, lower=True), lower=False)
+        return (tf.transpose(inverse), tf.convert_to_tensor(self.bias),
+                tf.reduce_sum(tf.math.log(diag)))
+
     def to_noise(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         lower, upper, diag = self._factors()
         weight = tf.matmul(lower, upper)

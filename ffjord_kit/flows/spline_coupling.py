@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ConfigError
-from .base import Flow, register_family
+from .base import PRECISIONS, Flow, network_dtype_policy, register_family
 from .linear_lu import FixedPermutation, LULinear
 from .residual_conditioner import ResidualConditioner
 from .rq_spline import SplineSettings, rq_spline_forward, rq_spline_inverse, spline_knots
@@ -48,8 +48,14 @@ class SplineFlowConfig:
     batch_norm: bool = True
     dropout: float = 0.0
     seed: int = 0
+    # "bfloat16": the conditioner networks compute in bfloat16 (weights stay float32); the
+    # spline arithmetic, the log-determinants and the base density stay in float32.
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"flow 'precision' must be one of {list(PRECISIONS)}, got "
+                              f"{self.precision!r}")
         if self.features < 2:
             raise ConfigError(f"flow 'features' must be >= 2 for a coupling flow, got "
                               f"{self.features}")
@@ -93,6 +99,9 @@ class SplineCoupling(tf.Module):
         self._identity = tf.constant(identity, tf.int32)
         # Position of each original feature in concat([identity, transformed]).
         self._unsplit = tf.constant(np.argsort(np.concatenate([identity, transformed])), tf.int32)
+        # The split order concat([identity, transformed]), used by the flow's fused maps.
+        self.split_order = np.concatenate([identity, transformed]).astype(np.int32)
+        self.n_identity = len(identity)
         self.settings = config.spline_settings()
         self._n_t = len(transformed)
         # Widths and heights scaled by 1/sqrt(hidden), slopes by 1: one multiply, no slices.
@@ -103,10 +112,11 @@ class SplineCoupling(tf.Module):
             len(identity), config.context_features, self._n_t * self.settings.params_per_feature,
             config.hidden, config.num_blocks, config.activation, config.batch_norm,
             config.dropout, seed=config.seed * 100003 + 1009 * step, name="conditioner",
-            dtype=dtype.name)
+            dtype=network_dtype_policy(config.precision, dtype))
 
     def _knots(self, x_id: tf.Tensor, condition: tf.Tensor, training: bool):
-        params = self.conditioner(x_id, condition, training=training)
+        # A bfloat16 conditioner's output is cast back: the spline runs in the flow's dtype.
+        params = tf.cast(self.conditioner(x_id, condition, training=training), x_id.dtype)
         params = tf.reshape(params, [-1, self._n_t, self.settings.params_per_feature])
         return spline_knots(params * self._param_scale, self.settings)
 
@@ -116,6 +126,15 @@ class SplineCoupling(tf.Module):
         y_t, logdet = spline_fn(x_t, self._knots(x_id, condition, training))
         y = tf.gather(tf.concat([x_id, y_t], axis=1), self._unsplit, axis=1)
         return y, tf.reduce_sum(logdet, axis=1)
+
+    def split_forward(self, x_split: tf.Tensor, condition: tf.Tensor, training: bool,
+                      inverse: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+        """The coupling on an input already in split order [N, D] (identity features first):
+        contiguous halves, so no gathers (whose gradients are scatters) on the hot path."""
+        x_id, x_t = tf.split(x_split, [self.n_identity, self._n_t], axis=1)
+        spline_fn = rq_spline_inverse if inverse else rq_spline_forward
+        y_t, logdet = spline_fn(x_t, self._knots(x_id, condition, training))
+        return tf.concat([x_id, y_t], axis=1), tf.reduce_sum(logdet, axis=1)
 
     def to_noise(self, x, condition, training=False):
         return self._apply(x, condition, training, rq_spline_forward)
@@ -150,6 +169,11 @@ class SplineCouplingFlow(Flow):
         self.steps.append([FixedPermutation(d, seed + 1000 * config.num_flow_steps,
                                             name="perm_final"),
                            LULinear(d, name="lu_final", dtype=self.dtype)])
+        # Input order of each step's linear part: natural first, then each coupling's split
+        # order; the last entry (after the final LU) is the natural order again.
+        natural = np.arange(d, dtype=np.int32)
+        self._orders = ([natural] + [step[2].split_order for step in self.steps[:-1]]
+                        + [natural])
 
     @property
     def dim(self) -> int:
@@ -164,9 +188,67 @@ class SplineCouplingFlow(Flow):
         return cls(SplineFlowConfig.from_dict(config), dtype=dtype)
 
     # ---- maps -------------------------------------------------------------------------------
+    # The maps carry the state in the split order of the last coupling, and fold that order,
+    # the next permutation, the LU map and the next coupling's split into one D x D matrix:
+    # one small matmul per step instead of three gathers and a matmul (the gathers' gradients
+    # are scatters, slow on the CPU). The result is the same function as applying the layers
+    # one by one (`_layerwise_to_latent`, used by the tests).
+    def _fused_linear(self, i: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, np.ndarray]:
+        """(G [D, D], bias [D], log|det| scalar, output order) of step i's linear part acting
+        on the state in the input order of step i: state @ G + bias = the LU output in the
+        split order of coupling i (the natural order after the last step)."""
+        perm, lu = self.steps[i][0], self.steps[i][1]
+        in_order = self._orders[i]
+        out_order = self._orders[i + 1]
+        # The permuted input x[:, perm] is state[:, q] with q = position of perm in in_order.
+        q = tf.gather(tf.constant(np.argsort(in_order).astype(np.int32)), perm.perm)
+        weight_t, bias, logdet = lu.weight_t()
+        g = tf.gather(tf.gather(weight_t, tf.math.invert_permutation(q), axis=0), out_order,
+                      axis=1)
+        return g, tf.gather(bias, out_order), logdet, q
+
+    def _fused_inverse(self, i: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(G^-1 [D, D], bias in output order [D], log|det| of the forward map) of step i."""
+        perm, lu = self.steps[i][0], self.steps[i][1]
+        q = tf.gather(tf.constant(np.argsort(self._orders[i]).astype(np.int32)), perm.perm)
+        inverse_t, bias, logdet = lu.inverse_t()
+        out_order = self._orders[i + 1]
+        # G = Wt[r, :][:, c] with r = q^-1, c = out_order  =>  G^-1 = Wt^-1[c, :][:, r].
+        g_inv = tf.gather(tf.gather(inverse_t, out_order, axis=0),
+                          tf.math.invert_permutation(q), axis=1)
+        return g_inv, tf.gather(bias, out_order), logdet
+
     def to_latent(self, x, condition=None, training: bool = False
                   ) -> tuple[tf.Tensor, tf.Tensor]:
         """Data x [N, D] -> latent z [N, D] and log|det dz/dx| [N]."""
+        x, condition = self._inputs(x, condition)
+        total = tf.zeros(tf.shape(x)[:1], self.dtype)
+        for i, step in enumerate(self.steps):
+            g, bias, logdet, _ = self._fused_linear(i)
+            x = tf.matmul(x, g) + bias
+            total += logdet
+            if len(step) == 3:
+                x, ld = step[2].split_forward(x, condition, training)
+                total += ld
+        return x, total
+
+    def to_data(self, z, condition=None, training: bool = False
+                ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Latent z [N, D] -> data x [N, D] and log|det dx/dz| [N]."""
+        z, condition = self._inputs(z, condition)
+        total = tf.zeros(tf.shape(z)[:1], self.dtype)
+        for i in reversed(range(len(self.steps))):
+            step = self.steps[i]
+            if len(step) == 3:
+                z, ld = step[2].split_forward(z, condition, training, inverse=True)
+                total += ld
+            g_inv, bias, logdet = self._fused_inverse(i)
+            z = tf.matmul(z - bias, g_inv)
+            total -= logdet
+        return z, total
+
+    def _layerwise_to_latent(self, x, condition=None, training: bool = False):
+        """The reference: the layers applied one by one in the natural feature order."""
         x, condition = self._inputs(x, condition)
         total = tf.zeros(tf.shape(x)[:1], self.dtype)
         for step in self.steps:
@@ -177,20 +259,6 @@ class SplineCouplingFlow(Flow):
                     x, ld = layer.to_noise(x)
                 total += ld
         return x, total
-
-    def to_data(self, z, condition=None, training: bool = False
-                ) -> tuple[tf.Tensor, tf.Tensor]:
-        """Latent z [N, D] -> data x [N, D] and log|det dx/dz| [N]."""
-        z, condition = self._inputs(z, condition)
-        total = tf.zeros(tf.shape(z)[:1], self.dtype)
-        for step in reversed(self.steps):
-            for layer in reversed(step):
-                if isinstance(layer, SplineCoupling):
-                    z, ld = layer.to_data(z, condition, training)
-                else:
-                    z, ld = layer.to_data(z)
-                total += ld
-        return z, total
 
     def log_prob(self, x, condition=None, training: bool = False) -> tf.Tensor:
         """log p(x | condition) [N] in nats (of the units x is given in)."""
