@@ -5,9 +5,9 @@ the Trainer runs them, and XLA-compiled) and, where torch and nflows are install
 of this machine; the training step's matmul FLOP rate against that roof; bfloat16 against
 float32 training steps.
 
-Timing: every variant is warmed up, then the variants run in interleaved rounds (each round
-calls each variant `--reps` times) and the median round is quoted, so a slow spell of the
-machine hits every column alike. The load average is printed at the start and the end; a start
+Timing (benchmarks/side_by_side.py): the variants run in interleaved rounds (each round calls
+each variant `--reps` times) and the median round is quoted, so a slow spell of the machine
+hits every column alike. The load average is printed at the start and the end; a start
 above 0.5 per core is flagged "loaded". Inputs are standard-normal stand-ins for preprocessed
 data (speed does not depend on values). Last line: one JSON object with the headline figures.
 
@@ -30,35 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_load import load_record  # noqa: E402
+from side_by_side import bf16_hardware, interleaved_rates  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux), to say whether bfloat16 has hardware support."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def interleaved_rates(variants: dict, rounds: int, reps: int) -> dict[str, float]:
-    """{name: (fn, items per call)} -> {name: median items/s over `rounds` interleaved rounds}."""
-    for fn, _ in variants.values():
-        fn()  # warm-up: tracing, XLA compilation, allocation
-        fn()
-    rates: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(rounds):
-        for name, (fn, items) in variants.items():
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                fn()
-            rates[name].append(items * reps / (time.perf_counter() - t0))
-    return {k: float(np.median(v)) for k, v in rates.items()}
 
 
 def matmul_roof(dtype_name: str, m: int = 2048, k: int = 1192, n: int = 1192,
@@ -214,8 +188,7 @@ def main() -> int:
 
     from ffjord_kit.flashsim.config import load_config
 
-    flags = cpu_flags()
-    bf16_hw = "avx512_bf16" in flags or "amx_bf16" in flags
+    bf16_hw = bf16_hardware()
     device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
     print(f"device: {device}; bfloat16 matmul hardware (avx512_bf16/amx_bf16): "
           f"{'yes' if bf16_hw else 'no'}", flush=True)
