@@ -22,9 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_load import load_record  # noqa: E402
 
 import ffjord_kit  # noqa: F401  (selects the Keras 2 API before TensorFlow loads)
 from ffjord_kit.calorimeter.preprocessing import postprocess, preprocess
@@ -128,6 +133,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
     args = parser.parse_args()
+    start_load = load_record("start")
     if args.quick:
         args.n_events, args.batch, args.steps = 512, 32, 2
         args.gen_batch, args.gen_batches, args.num_stacked = 64, 1, 1
@@ -152,7 +158,9 @@ def main() -> int:
               f"{r['train_samples_per_s'] / base['train_samples_per_s']:>7.2f}"
               f"{r['showers_per_s']:>12.1f}{r['showers_per_s'] / base['showers_per_s']:>7.2f}"
               f"{r['first_step_s']:>14.1f}")
+    end_load = load_record("end")
     print(json.dumps({"benchmark": "calorimeter", "device": device, "batch": args.batch,
+                      "load_start": start_load, "load_end": end_load,
                       "num_stacked": args.num_stacked, "quick": args.quick,
                       "results": {r["backbone"]: {
                           "parameters": r["parameters"],

@@ -126,16 +126,21 @@ def main() -> int:
     gpus = tf.config.list_physical_devices("GPU")
     device = f"GPU: {gpus[0].name}" if gpus else "CPU"
     data = generate_table(max(sizes) * 2, seed=11)  # synthetic rows (speed only)
+    # Sampling and training use separate copies of each model: the timed training steps
+    # (thousands on the same rows) would otherwise move the density the sampler draws from.
     model = KLMTimingModel.create(model_cfg, KLMPreprocessing.fit(data))
+    trained = KLMTimingModel.create(model_cfg, model.prep)
     train_step = SingleProcess().train_step(
-        make_loss_and_grad(model.flow),
-        make_apply(tf_keras.optimizers.Adam(tcfg.learning_rate), model.flow.trainable_variables,
-                   weight_decay=tcfg.weight_decay))
+        make_loss_and_grad(trained.flow),
+        make_apply(tf_keras.optimizers.Adam(tcfg.learning_rate),
+                   trained.flow.trainable_variables, weight_decay=tcfg.weight_decay))
     u_all = model.prep.encode_time(data.time)
     c_all = model.prep.encode_context(data.context)
     try:
         import torch
         nflows_model = NflowsKLM(model_cfg, model.prep, tcfg.learning_rate, tcfg.weight_decay)
+        nflows_trained = NflowsKLM(model_cfg, model.prep, tcfg.learning_rate,
+                                   tcfg.weight_decay)
         torch_info = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     except ImportError:
         nflows_model, torch_info = None, "not installed"
@@ -162,7 +167,7 @@ def main() -> int:
         if nflows_model is not None:
             ut, ct = torch.from_numpy(u), torch.from_numpy(c)
             variants.update({
-                "train_nflows": (lambda ut=ut, ct=ct: nflows_model.train_step(ut, ct), b),
+                "train_nflows": (lambda ut=ut, ct=ct: nflows_trained.train_step(ut, ct), b),
                 "sample_raw_nflows": (lambda ctx=ctx, b=b, rng=rng:
                                       nflows_model.sample_raw(ctx, rng, b), b),
                 "sample_physical_nflows": (lambda: physical(nflows_model, "nflows"), b)})

@@ -15,6 +15,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_load import load_record  # noqa: E402
+
 
 class OneRowReader:
     """The reference reader: np.searchsorted over file strides, one HDF5 row per call."""
@@ -39,6 +42,7 @@ def main() -> int:
     ap.add_argument("--train_steps", "--train-steps", type=int, default=5)
     ap.add_argument("--small", action="store_true", help="smoke run")
     args = ap.parse_args()
+    start_load = load_record("start")
     if args.small:
         args.rows, args.one_row_samples, args.train_steps = 40_000, 1000, 2
 
@@ -109,12 +113,14 @@ def main() -> int:
               f"{rate / results['training_step_consumes']:11.1f}x")
     print(f"(device: {'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'}; "
           f"{args.rows} synthetic jet rows in {args.files} files)")
+    end_load = load_record("end")
     print(json.dumps({
         "one_row_rows_per_s": round(base),
         "tf_data_rows_per_s": round(results["tf_data_preprocessed"]),
         "speedup_vs_one_row": round(results["tf_data_preprocessed"] / base, 1),
         "vs_training_consumption": round(results["tf_data_preprocessed"]
-                                         / results["training_step_consumes"], 1)}))
+                                         / results["training_step_consumes"], 1),
+        "load_start": start_load, "load_end": end_load}))
     return 0
 
 
