@@ -71,6 +71,9 @@ SCHEMA: dict[str, Key] = {
                     "dense_unet | conv_unet | calorimeter_branches | mlp"),
     "IMAGE_SHAPE": Key("int_list_or_none", None,
                        "(H, W, C) of image data for conv_unet, e.g. [28, 28, 1]"),
+    "PRECISION": Key("str", "float32",
+                     "float32 | bfloat16: the dense_unet/conv_unet backbone computes in bfloat16 "
+                     "(weights, ODE state and log-densities stay float32)"),
     "DROPOUT": Key("float", 0.0, "dropout rate inside the backbone (0: off)"),
     "BATCHNORM": Key("bool", False, "batch normalisation inside the backbone"),
     "TRACE": Key("str", "hutchinson_gaussian",
@@ -309,6 +312,11 @@ def _check_semantics(v: dict, where: str) -> None:
                              f"{len(v['LAYER_SIZE'])} entries")
     if v["ACT"].lower() not in ACTIVATIONS:
         raise bad("ACT", f"must be one of {sorted(ACTIVATIONS)}, got {v['ACT']!r}")
+    if v["PRECISION"] not in ("float32", "bfloat16"):
+        raise bad("PRECISION", f"must be float32 or bfloat16, got {v['PRECISION']!r}")
+    if v["PRECISION"] != "float32" and v["BACKBONE"] not in ("dense_unet", "conv_unet"):
+        raise bad("PRECISION", f"bfloat16 is for BACKBONE dense_unet or conv_unet, not "
+                               f"{v['BACKBONE']!r}")
     if v["BACKBONE"] not in BACKBONES:
         raise bad("BACKBONE", f"must be one of {sorted(BACKBONES)}, got {v['BACKBONE']!r}")
     for key in ("TRACE", "EVAL_TRACE"):

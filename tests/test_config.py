@@ -93,6 +93,8 @@ def test_tutorial_style_file_loads(tmp_path):
     ({"FINETUNE_EPOCHS": 2}, "FINETUNE_EPOCHS", "needs OBJECTIVE 'flow_matching'"),
     ({"OBJECTIVE": "flow_matching", "FINETUNE_EPOCHS": 9}, "FINETUNE_EPOCHS", "MAXEPOCH is 3"),
     ({"FM_DRAWS": 0}, "FM_DRAWS", "must be >= 1"),
+    ({"PRECISION": "float16"}, "PRECISION", "float32 or bfloat16"),
+    ({"PRECISION": "bfloat16", "BACKBONE": "mlp"}, "PRECISION", "dense_unet or conv_unet"),
 ])
 def test_bad_values_name_key_and_file(tmp_path, change, key, fragment):
     path = tmp_path / "bad.json"

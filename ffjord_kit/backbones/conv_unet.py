@@ -54,7 +54,9 @@ class ConvUNetCore(tf.Module):
 
     def __call__(self, images: tf.Tensor, context: tf.Tensor,
                  training: bool = False) -> tf.Tensor:
-        h, skips = images, []
+        # The layers' compute dtype: bfloat16 under a mixed policy (the precision setting).
+        dtype = self.output_layer.compute_dtype
+        h, context, skips = tf.cast(images, dtype), tf.cast(context, dtype), []
         for blk in self.down:
             h = blk(tf.concat([h, tile_context(context, h)], axis=-1), training)
             skips.append(h)

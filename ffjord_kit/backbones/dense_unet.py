@@ -44,7 +44,9 @@ class DenseUNetCore(tf.Module):
         self(tf.zeros([1, in_dim]), tf.zeros([1, context_dim]))
 
     def __call__(self, x: tf.Tensor, context: tf.Tensor, training: bool = False) -> tf.Tensor:
-        h, skips = x, []
+        # The layers' compute dtype: bfloat16 under a mixed policy (the precision setting).
+        dtype = self.output_layer.compute_dtype
+        h, context, skips = tf.cast(x, dtype), tf.cast(context, dtype), []
         for blk in self.encoder:
             h = blk(tf.concat([context, h], axis=1), training)
             skips.append(h)

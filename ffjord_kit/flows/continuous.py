@@ -22,15 +22,19 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+from tf_keras.src.mixed_precision.policy import policy_scope
 
 from .. import networks
-from .base import Flow, register_family
+from .base import PRECISIONS, Flow, network_dtype_policy, register_family
 from .dynamics import Dynamics
 from .flow_matching import flow_matching_loss, repeat_rows
 from .ode import make_solver
 from .trace import augmented_dynamics, check_trace, draw_probe
 
 tfb, tfd = tfp.bijectors, tfp.distributions
+
+# Backbones that cast their inputs to the compute dtype, so they run under a mixed policy.
+MIXED_PRECISION_BACKBONES = ("dense_unet", "conv_unet")
 
 
 @dataclass
@@ -42,6 +46,8 @@ class FlowConfig:
     train_solver / eval_solver: 'rk4' or 'dopri5'; *_solver_kwargs: num_steps, or atol, rtol,
     max_steps. train_trace / eval_trace: 'exact', 'hutchinson_gaussian', 'hutchinson_rademacher'.
     final_time: T, the integration interval [0, T] of each block.
+    precision: 'float32' | 'bfloat16' (dense_unet, conv_unet): the backbone computes in
+    bfloat16 with float32 weights; the ODE state, the trace and the log-densities stay float32.
     """
 
     dim: int
@@ -59,6 +65,7 @@ class FlowConfig:
     eval_trace: str = "exact"
     final_time: float = 1.0
     seed: int = 0
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         check_trace(self.train_trace)
@@ -72,6 +79,12 @@ class FlowConfig:
                              f"{sorted(networks.BACKBONES)}")
         if self.dim < 1 or self.num_stacked < 1 or self.condition_dim < 0:
             raise ValueError("dim and num_stacked must be >= 1, condition_dim >= 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got "
+                             f"{self.precision!r}")
+        if self.precision != "float32" and self.backbone not in MIXED_PRECISION_BACKBONES:
+            raise ValueError(f"precision {self.precision!r} is for the backbones "
+                             f"{list(MIXED_PRECISION_BACKBONES)}, not {self.backbone!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -109,10 +122,13 @@ class ContinuousFlow(Flow):
         self.config = config
         d = config.dim
         backbone_cls = networks.BACKBONES[config.backbone]
-        self.backbones = [
-            backbone_cls(dim=d, condition_dim=config.condition_dim,
-                         seed=config.seed + 1000 * i, **config.backbone_kwargs)
-            for i in range(config.num_stacked)]
+        # Keras layers take the global dtype policy at construction: a mixed policy here
+        # makes the backbones compute in bfloat16 (Dynamics casts their output back).
+        with policy_scope(network_dtype_policy(config.precision)):
+            self.backbones = [
+                backbone_cls(dim=d, condition_dim=config.condition_dim,
+                             seed=config.seed + 1000 * i, **config.backbone_kwargs)
+                for i in range(config.num_stacked)]
         self._dynamics = [Dynamics(b) for b in self.backbones]
         self.generator = tf.random.Generator.from_seed(config.seed)
         self.nfe_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="nfe")

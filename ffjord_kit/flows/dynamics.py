@@ -15,7 +15,9 @@ class Dynamics:
             self.value_and_jacobian = self._value_and_jacobian
 
     def __call__(self, t, x, condition=None):
-        return self.backbone(t, x, condition, training=self.training)
+        # A bfloat16 backbone (precision setting) returns bfloat16: the ODE state stays in
+        # the state's dtype.
+        return tf.cast(self.backbone(t, x, condition, training=self.training), x.dtype)
 
     def _value_and_jacobian(self, t, x, condition=None):
         return self.backbone.value_and_jacobian(t, x, condition)

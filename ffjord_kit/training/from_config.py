@@ -39,7 +39,8 @@ def flow_config_from(cfg: Config, condition_dim: int, seed: int = 0) -> FlowConf
         train_trace=cfg["TRACE"], eval_solver="dopri5",
         eval_solver_kwargs={"atol": cfg["EVAL_ATOL"], "rtol": cfg["EVAL_RTOL"],
                             "max_steps": 2000},
-        eval_trace=cfg["EVAL_TRACE"], final_time=cfg["FINAL_TIME"], seed=seed)
+        eval_trace=cfg["EVAL_TRACE"], final_time=cfg["FINAL_TIME"], seed=seed,
+        precision=cfg["PRECISION"])
 
 
 def train_settings_from(cfg: Config) -> TrainSettings:
