@@ -121,6 +121,10 @@ class HorovodBackend(CollectiveBackend):
         @tf.function
         def step(x, condition=None):
             loss, aux, grads = loss_and_grad(x, condition)
+            # A gather from a variable gives IndexedSlices gradients; Horovod's grouped
+            # allreduce takes all dense or all sparse, so densify (they cover every row anyway).
+            grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                     for g in grads]
             present = [i for i, g in enumerate(grads) if g is not None]
             keys = sorted(aux)
             values = [grads[i] for i in present] + [loss] + [aux[k] for k in keys]
