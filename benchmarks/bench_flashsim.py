@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_load import load_record  # noqa: E402
-from side_by_side import bf16_hardware, interleaved_rates  # noqa: E402
+from side_by_side import bf16_hardware, interleaved_rates, print_caveats  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -252,14 +252,10 @@ def main() -> int:
               f"{gflops / roof['float32']:.0%} of the fp32 roof; bf16/fp32 train "
               f"{rates['train_bf16'] / rates['train']:.2f}")
     print("ratio = ffjord_kit (graph mode, float32: what the Trainer runs) / nflows")
-    if not have_nflows:
-        print("note: torch/nflows not installed (pip install -e '.[bench]'); nflows column "
-              "skipped")
     if not bf16_hw:
         print("note: no bfloat16 matmul hardware on this CPU: bf16 figures show the emulated "
               "path, not what an AVX512_BF16/AMX CPU or an A100 would do")
-    if start_load["loaded"]:
-        print("note: LOADED machine at start: ratios are distorted (PyTorch suffers more)")
+    print_caveats(have_nflows, start_load)
     headline["load_start"], headline["load_end"] = start_load, end_load
     print(json.dumps(headline))
     return 0

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_load import load_record  # noqa: E402
-from side_by_side import interleaved_rates  # noqa: E402
+from side_by_side import interleaved_rates, print_caveats  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -195,11 +195,7 @@ def main() -> int:
               + ", ".join(f"{k} {v:.4f}" for k, v in row["acceptance"].items()))
     print("ratio = ffjord_kit / nflows; sample_physical redraws rows below the minimum time "
           "(klm/sampling.py) for both models")
-    if nflows_model is None:
-        print("note: torch/nflows not installed (pip install -e '.[bench]'); nflows column "
-              "skipped")
-    if start_load["loaded"]:
-        print("note: LOADED machine at start: ratios are distorted (PyTorch suffers more)")
+    print_caveats(nflows_model is not None, start_load)
     headline["load_start"], headline["load_end"] = start_load, end_load
     print(json.dumps(headline))
     return 0

@@ -45,3 +45,12 @@ def bf16_hardware() -> bool:
     """Whether the CPU multiplies bfloat16 in hardware (AVX512_BF16 or AMX)."""
     flags = cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def print_caveats(have_nflows: bool, start_load: dict) -> None:
+    """The notes every nflows comparison prints under its table."""
+    if not have_nflows:
+        print("note: torch/nflows not installed (pip install -e '.[bench]'); nflows column "
+              "skipped")
+    if start_load["loaded"]:
+        print("note: LOADED machine at start: ratios are distorted (PyTorch suffers more)")
